@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { systemClock } from './clock.js';
+import { CliExit, EXIT, type CliEnv } from './cli-env.js';
+import { registerCreateNode } from './commands/create-node.js';
+import { registerStart } from './commands/start.js';
+
+const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
+
+/** Builds the `nightjar` program; each command lives in ./commands/<name>.ts. */
+export function buildProgram(env: CliEnv): Command {
+  const version = (JSON.parse(readFileSync(PACKAGE_JSON_URL, 'utf8')) as { version: string }).version;
+  const program = new Command('nightjar')
+    .description('a backup node that runs your backups inside the hours you allow')
+    .version(version, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (s) => env.stdout.write(s),
+      writeErr: (s) => env.stderr.write(s),
+    })
+    .exitOverride();
+  registerCreateNode(program, env);
+  registerStart(program, env);
+  // Commander's exitOverride applies per command; subcommands inherit it when set first.
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
+  return program;
+}
+
+/**
+ * Runs the CLI and returns the exit code: 0 ok, 1 failure, 2 usage or config error,
+ * 3 partial (a run that ended with warnings). Never calls process.exit itself.
+ */
+export async function main(argv: string[], env: CliEnv = processEnv()): Promise<number> {
+  const program = buildProgram(env);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version "errors" are successful exits
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (err instanceof CliExit) {
+      if (err.message) env.stderr.write(`nightjar: ${err.message}\n`);
+      return err.exitCode;
+    }
+    env.stderr.write(`nightjar: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return EXIT.failure;
+  }
+}
+
+function processEnv(): CliEnv {
+  return { stdout: process.stdout, stderr: process.stderr, clock: systemClock, env: process.env };
+}
