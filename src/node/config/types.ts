@@ -135,6 +135,8 @@ export interface JobConfig {
   readonly budget: Budget | null;
   /** gitignore-style patterns, `defaults.exclude` first. */
   readonly exclude: readonly string[];
+  /** `exclude_file` (absolute), whose patterns were read at load and appended to `exclude`. */
+  readonly excludeFile: string | null;
   readonly maxFileSize: number | null;
   readonly minFileAgeMs: number | null;
   readonly oneFileSystem: boolean;
