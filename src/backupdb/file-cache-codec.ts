@@ -1,0 +1,218 @@
+import { BackupDbError } from './errors.js';
+
+/**
+ * What the cache remembers of one file: enough to decide, without reading the file, that
+ * it is unchanged since it was stored (size, mtime, ctime, inode and device all equal),
+ * and what it was stored as.
+ */
+export interface CachedFile {
+  size: number;
+  /** Nanosecond timestamps as `fs.stat(…, { bigint: true })` gives them. */
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  inode: bigint;
+  dev: bigint;
+  /** Ids of the blobs holding the content, in order, as lowercase hex. */
+  content: string[];
+  /** Opaque bytes for the engine (e.g. a tree node id); absent when not set. */
+  extra?: Buffer;
+}
+
+/** A directory's entries, keyed by {@link nameKey} of the name bytes. */
+export type CachedDir = Map<string, CachedFile>;
+
+/**
+ * The map key of a file name: its bytes as latin1, a lossless 1:1 mapping of bytes to
+ * UTF-16 units (0x00–0xff), so non-UTF-8 names round-trip exactly and lookups cost one
+ * `toString('latin1')`.
+ */
+export function nameKey(name: Uint8Array): string {
+  return Buffer.from(name.buffer, name.byteOffset, name.byteLength).toString('latin1');
+}
+
+/** The name bytes of a {@link nameKey} key. */
+export function keyName(key: string): Buffer {
+  return Buffer.from(key, 'latin1');
+}
+
+/**
+ * Encoding, version 1 (all varints unsigned LEB128):
+ *
+ *   u8 version=1, varint count, then per entry:
+ *     varint nameLen, name bytes
+ *     varint flags (bit 0: extra present)
+ *     varint size
+ *     i64le mtimeNs, i64le ctimeNs     (fixed: nanosecond times are ~2^60)
+ *     varint inode, varint dev
+ *     varint contentCount, then per id: varint len, id bytes
+ *     [varint extraLen, extra bytes]
+ *
+ * About 70 bytes for a one-chunk file with a 15-byte name and a 32-byte id, a third of
+ * the same data as JSON with hex, and faster to decode (no JSON.parse, no BigInt()
+ * of strings).
+ */
+const FORMAT_VERSION = 1;
+const FLAG_EXTRA = 1;
+const NON_LATIN1 = /[^\x00-\xff]/;
+const TWO_POW_53 = 2n ** 53n;
+
+class Writer {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  uvar(n: number): void {
+    this.ensure(8);
+    while (n >= 0x80) {
+      this.buf[this.pos++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    this.buf[this.pos++] = n;
+  }
+
+  uvarBig(v: bigint, what: string): void {
+    if (v < 0n) throw new BackupDbError('BACKUPDB_INVALID_ARGUMENT', `file cache: negative ${what} ${v}`);
+    if (v < TWO_POW_53) return this.uvar(Number(v));
+    this.ensure(10);
+    while (v >= 0x80n) {
+      this.buf[this.pos++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    this.buf[this.pos++] = Number(v);
+  }
+
+  i64(v: bigint): void {
+    this.ensure(8);
+    this.pos = this.buf.writeBigInt64LE(v, this.pos);
+  }
+
+  latin1(s: string): void {
+    this.uvar(s.length);
+    this.ensure(s.length);
+    this.pos += this.buf.write(s, this.pos, 'latin1');
+  }
+
+  bytes(b: Uint8Array): void {
+    this.uvar(b.length);
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  hex(s: string): void {
+    const n = s.length >>> 1;
+    this.uvar(n);
+    this.ensure(n);
+    if ((s.length & 1) !== 0 || this.buf.write(s, this.pos, n, 'hex') !== n) {
+      throw new BackupDbError('BACKUPDB_INVALID_ARGUMENT', `file cache: content id ${JSON.stringify(s)} is not hex`);
+    }
+    this.pos += n;
+  }
+}
+
+/** Encodes a directory's entries (see the format above). Throws BACKUPDB_INVALID_ARGUMENT on bad values. */
+export function encodeDir(entries: ReadonlyMap<string, CachedFile>): Buffer {
+  const w = new Writer(16 + entries.size * 96);
+  w.buf[w.pos++] = FORMAT_VERSION;
+  w.uvar(entries.size);
+  for (const [key, f] of entries) {
+    if (NON_LATIN1.test(key)) {
+      throw new BackupDbError('BACKUPDB_INVALID_ARGUMENT', `file cache: key ${JSON.stringify(key)} is not a nameKey() (latin1) string`);
+    }
+    if (!Number.isSafeInteger(f.size) || f.size < 0) {
+      throw new BackupDbError('BACKUPDB_INVALID_ARGUMENT', `file cache: bad size ${f.size}`);
+    }
+    w.latin1(key);
+    w.uvar(f.extra ? FLAG_EXTRA : 0);
+    w.uvar(f.size);
+    w.i64(f.mtimeNs);
+    w.i64(f.ctimeNs);
+    w.uvarBig(f.inode, 'inode');
+    w.uvarBig(f.dev, 'dev');
+    w.uvar(f.content.length);
+    for (const id of f.content) w.hex(id);
+    if (f.extra) w.bytes(f.extra);
+  }
+  return Buffer.from(w.buf.subarray(0, w.pos));
+}
+
+/** Decodes {@link encodeDir}'s output. Throws BACKUPDB_CORRUPT_ENTRY on damaged input. */
+export function decodeDir(buf: Buffer): CachedDir {
+  let pos = 0;
+  const corrupt = (why: string): never => {
+    throw new BackupDbError('BACKUPDB_CORRUPT_ENTRY', `file cache entry is damaged: ${why}`);
+  };
+  const uvar = (): number => {
+    let n = 0;
+    let mul = 1;
+    for (;;) {
+      if (pos >= buf.length) return corrupt('truncated');
+      const b = buf[pos++]!;
+      n += (b & 0x7f) * mul;
+      if (b < 0x80) return n;
+      mul *= 0x80;
+      if (mul > 2 ** 63) return corrupt('varint too long');
+    }
+  };
+  const uvarBig = (): bigint => {
+    const start = pos;
+    const n = uvar();
+    if (n < 2 ** 53) return BigInt(n);
+    let v = 0n;
+    let shift = 0n;
+    for (let i = start; i < pos; i++) {
+      v |= BigInt(buf[i]! & 0x7f) << shift;
+      shift += 7n;
+    }
+    return v;
+  };
+  const take = (n: number): number => {
+    if (pos + n > buf.length) corrupt('truncated');
+    const at = pos;
+    pos += n;
+    return at;
+  };
+
+  if (buf.length === 0 || buf[0] !== FORMAT_VERSION) corrupt(`unknown format ${buf[0]}`);
+  pos = 1;
+  const count = uvar();
+  const out: CachedDir = new Map();
+  for (let i = 0; i < count; i++) {
+    const nameLen = uvar();
+    const nameAt = take(nameLen);
+    const key = buf.toString('latin1', nameAt, nameAt + nameLen);
+    const flags = uvar();
+    const size = uvar();
+    const t = take(16);
+    const mtimeNs = buf.readBigInt64LE(t);
+    const ctimeNs = buf.readBigInt64LE(t + 8);
+    const inode = uvarBig();
+    const dev = uvarBig();
+    const n = uvar();
+    const content = new Array<string>(n);
+    for (let j = 0; j < n; j++) {
+      const len = uvar();
+      const at = take(len);
+      content[j] = buf.toString('hex', at, at + len);
+    }
+    const file: CachedFile = { size, mtimeNs, ctimeNs, inode, dev, content };
+    if (flags & FLAG_EXTRA) {
+      const len = uvar();
+      const at = take(len);
+      file.extra = Buffer.from(buf.subarray(at, at + len));
+    }
+    out.set(key, file);
+  }
+  if (pos !== buf.length) corrupt('trailing bytes');
+  return out;
+}
