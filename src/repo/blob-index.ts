@@ -1,0 +1,171 @@
+import type { BlobType } from './types.js';
+
+/** Where a blob lives. */
+export interface BlobLocation {
+  pack: string;
+  type: BlobType;
+  offset: number;
+  length: number;
+  rawLength: number;
+  compressed: boolean;
+}
+
+const ID_LEN = 32;
+const FLAG_COMPRESSED = 1;
+const FLAG_TREE = 2;
+
+/**
+ * The in-memory index: blob id → pack, offset, length, raw length, flags. Kept compact
+ * for millions of blobs: ids as raw bytes in one Uint8Array, fields in parallel typed
+ * arrays, and an open-addressing hash table (linear probing, load ≤ 0.5) of Int32 slot
+ * numbers keyed by the id's first 4 bytes (ids are HMAC outputs, so uniformly spread).
+ * About 49 bytes per blob + 8 per table slot ≈ 60–70 bytes per blob; pack names are
+ * stored once per pack. Not thread-safe (single event loop); the first entry of an id wins.
+ */
+export class BlobIndex {
+  private ids = new Uint8Array(0);
+  private packOf = new Uint32Array(0);
+  private offsets = new Uint32Array(0);
+  private lengths = new Uint32Array(0);
+  private rawLengths = new Uint32Array(0);
+  private flags = new Uint8Array(0);
+  private table = new Int32Array(16).fill(-1);
+  private count = 0;
+  private readonly packNames: string[] = [];
+  private readonly packNumbers = new Map<string, number>();
+  private readonly packSizes: number[] = [];
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Pack names known to the index with their recorded sizes. */
+  packs(): Map<string, number> {
+    const out = new Map<string, number>();
+    this.packNames.forEach((p, i) => out.set(p, this.packSizes[i]!));
+    return out;
+  }
+
+  hasPack(pack: string): boolean {
+    return this.packNumbers.has(pack);
+  }
+
+  /** Registers a pack (idempotent); returns its number. */
+  addPack(pack: string, size: number): number {
+    let n = this.packNumbers.get(pack);
+    if (n === undefined) {
+      n = this.packNames.length;
+      this.packNames.push(pack);
+      this.packSizes.push(size);
+      this.packNumbers.set(pack, n);
+    }
+    return n;
+  }
+
+  /** Adds a blob; returns false when the id is already present (kept as it was). */
+  add(id: string | Uint8Array, loc: BlobLocation): boolean {
+    const key = typeof id === 'string' ? Buffer.from(id, 'hex') : id;
+    if (key.length !== ID_LEN) throw new Error(`blob id must be ${ID_LEN} bytes`);
+    if (this.find(key) >= 0) return false;
+    if (this.count >= this.packOf.length) this.grow();
+    if ((this.count + 1) * 2 > this.table.length) this.rehash(this.table.length * 2);
+    const i = this.count++;
+    this.ids.set(key, i * ID_LEN);
+    this.packOf[i] = this.addPack(loc.pack, 0);
+    this.offsets[i] = loc.offset;
+    this.lengths[i] = loc.length;
+    this.rawLengths[i] = loc.rawLength;
+    this.flags[i] = (loc.compressed ? FLAG_COMPRESSED : 0) | (loc.type === 'tree' ? FLAG_TREE : 0);
+    this.insertSlot(i);
+    return true;
+  }
+
+  has(id: string): boolean {
+    return id.length === ID_LEN * 2 && this.find(Buffer.from(id, 'hex')) >= 0;
+  }
+
+  get(id: string): BlobLocation | undefined {
+    if (id.length !== ID_LEN * 2) return undefined;
+    const i = this.find(Buffer.from(id, 'hex'));
+    return i < 0 ? undefined : this.at(i);
+  }
+
+  /** Every blob (id hex + location), in insertion order. */
+  *entries(): IterableIterator<[string, BlobLocation]> {
+    for (let i = 0; i < this.count; i++) {
+      yield [Buffer.from(this.ids.buffer, this.ids.byteOffset + i * ID_LEN, ID_LEN).toString('hex'), this.at(i)];
+    }
+  }
+
+  /** Bytes held by the typed arrays (for memory estimates). */
+  get byteSize(): number {
+    return this.ids.byteLength + this.packOf.byteLength * 4 + this.flags.byteLength + this.table.byteLength;
+  }
+
+  private at(i: number): BlobLocation {
+    const f = this.flags[i]!;
+    return {
+      pack: this.packNames[this.packOf[i]!]!,
+      type: f & FLAG_TREE ? 'tree' : 'data',
+      offset: this.offsets[i]!,
+      length: this.lengths[i]!,
+      rawLength: this.rawLengths[i]!,
+      compressed: (f & FLAG_COMPRESSED) !== 0,
+    };
+  }
+
+  private hashOf(key: Uint8Array): number {
+    return (key[0]! | (key[1]! << 8) | (key[2]! << 16) | (key[3]! << 24)) >>> 0;
+  }
+
+  private find(key: Uint8Array): number {
+    const mask = this.table.length - 1;
+    let s = this.hashOf(key) & mask;
+    for (;;) {
+      const i = this.table[s]!;
+      if (i < 0) return -1;
+      if (this.equalsAt(i, key)) return i;
+      s = (s + 1) & mask;
+    }
+  }
+
+  private equalsAt(i: number, key: Uint8Array): boolean {
+    const ids = this.ids;
+    const base = i * ID_LEN;
+    for (let k = 0; k < ID_LEN; k++) if (ids[base + k] !== key[k]) return false;
+    return true;
+  }
+
+  private insertSlot(i: number): void {
+    const mask = this.table.length - 1;
+    const base = i * ID_LEN;
+    const ids = this.ids;
+    let s = ((ids[base]! | (ids[base + 1]! << 8) | (ids[base + 2]! << 16) | (ids[base + 3]! << 24)) >>> 0) & mask;
+    while (this.table[s]! >= 0) s = (s + 1) & mask;
+    this.table[s] = i;
+  }
+
+  private grow(): void {
+    const cap = Math.max(1024, Math.ceil(this.packOf.length * 1.5));
+    const ids = new Uint8Array(cap * ID_LEN);
+    ids.set(this.ids);
+    this.ids = ids;
+    const g32 = (a: Uint32Array) => {
+      const b = new Uint32Array(cap);
+      b.set(a);
+      return b;
+    };
+    this.packOf = g32(this.packOf);
+    this.offsets = g32(this.offsets);
+    this.lengths = g32(this.lengths);
+    this.rawLengths = g32(this.rawLengths);
+    const f = new Uint8Array(cap);
+    f.set(this.flags);
+    this.flags = f;
+  }
+
+  private rehash(size: number): void {
+    this.table = new Int32Array(size).fill(-1);
+    for (let i = 0; i < this.count; i++) this.insertSlot(i);
+  }
+}

@@ -1,0 +1,98 @@
+import { createCipheriv } from 'node:crypto';
+
+/**
+ * Content-defined chunking, FastCDC-style (Xia et al., 2016): a gear rolling hash
+ * `h = (h << 1) + G[byte]` over 32 bits, so each bit of h depends on the last ≤ 32 bytes;
+ * a cut where the top bits of h are zero. Normalized chunking (level 2): before the
+ * average size a harder mask (avgBits + 2 bits) is used, after it an easier one
+ * (avgBits − 2), which pulls chunk sizes toward the average. The first `minSize` bytes of
+ * a chunk are skipped (never a cut there), which is also why FastCDC is fast.
+ *
+ * The gear table G is derived from the repository's secret chunker seed, so chunk
+ * boundaries (and so chunk sizes a storage host sees) do not reveal content.
+ */
+export interface ChunkerParams {
+  minSize: number;
+  /** log2 of the average size. */
+  avgBits: number;
+  maxSize: number;
+}
+
+/** min 256 KiB, avg 1 MiB, max 4 MiB; see docs/FORMAT.md "Chunking" for why. */
+export const DEFAULT_CHUNKER: ChunkerParams = { minSize: 256 * 1024, avgBits: 20, maxSize: 4 * 1024 * 1024 };
+
+/** 256 gear values (int32) from the seed: the AES-256-CTR keystream (zero IV) of the seed. */
+export function gearTable(seed: Buffer): Int32Array {
+  const c = createCipheriv('aes-256-ctr', seed, Buffer.alloc(16));
+  const bytes = c.update(Buffer.alloc(1024));
+  const out = new Int32Array(256);
+  for (let i = 0; i < 256; i++) out[i] = bytes.readInt32LE(i * 4);
+  return out;
+}
+
+/** Mask of the top `bits` bits of a 32-bit int. */
+function topMask(bits: number): number {
+  return (~0 << (32 - bits)) | 0;
+}
+
+/** A chunker bound to one gear table; stateless between calls, so one instance serves every file. */
+export class Chunker {
+  readonly params: ChunkerParams;
+  private readonly gear: Int32Array;
+  private readonly maskS: number;
+  private readonly maskL: number;
+  private readonly avg: number;
+
+  constructor(gear: Int32Array, params: ChunkerParams = DEFAULT_CHUNKER) {
+    if (gear.length !== 256) throw new Error('gear table must have 256 entries');
+    if (!(params.minSize > 0 && params.minSize < 2 ** params.avgBits && 2 ** params.avgBits < params.maxSize)) {
+      throw new Error('chunker sizes must satisfy 0 < min < avg < max');
+    }
+    this.gear = gear;
+    this.params = params;
+    this.avg = 2 ** params.avgBits;
+    this.maskS = topMask(params.avgBits + 2);
+    this.maskL = topMask(params.avgBits - 2);
+  }
+
+  /**
+   * Length of the next chunk starting at `start` within `buf[start, end)`. When the data
+   * continues past `end` (not end of file), the caller must offer at least maxSize bytes
+   * (`end - start >= maxSize`); at end of file, any remainder is fine.
+   */
+  cut(buf: Uint8Array, start: number, end: number): number {
+    let n = end - start;
+    const { minSize, maxSize } = this.params;
+    if (n <= minSize) return n;
+    if (n > maxSize) n = maxSize;
+    const normal = n < this.avg ? n : this.avg;
+    const G = this.gear;
+    const maskS = this.maskS;
+    const maskL = this.maskL;
+    let h = 0;
+    let i = start + minSize;
+    const normEnd = start + normal;
+    const hardEnd = start + n;
+    for (; i < normEnd; i++) {
+      h = ((h << 1) + G[buf[i]!]!) | 0;
+      if ((h & maskS) === 0) return i - start + 1;
+    }
+    for (; i < hardEnd; i++) {
+      h = ((h << 1) + G[buf[i]!]!) | 0;
+      if ((h & maskL) === 0) return i - start + 1;
+    }
+    return n;
+  }
+
+  /** All chunk lengths of a complete buffer (tests and tools). */
+  chunkAll(buf: Uint8Array): number[] {
+    const out: number[] = [];
+    let pos = 0;
+    while (pos < buf.length) {
+      const n = this.cut(buf, pos, buf.length);
+      out.push(n);
+      pos += n;
+    }
+    return out;
+  }
+}

@@ -1,0 +1,763 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import type { Clock } from '../node/clock.js';
+import { NotFoundError, ObjectExistsError, type Store } from '../store/store.js';
+import { BlobIndex } from './blob-index.js';
+import { Chunker, DEFAULT_CHUNKER, gearTable, type ChunkerParams } from './chunker.js';
+import { decompress, maybeCompress } from './compress.js';
+import {
+  blobId,
+  DEFAULT_KDF,
+  deriveKey,
+  generateMasterKeys,
+  open,
+  seal,
+  sha256Hex,
+  type KdfParams,
+  type MasterKeys,
+} from './crypto.js';
+import {
+  BlobNotFoundError,
+  IntegrityError,
+  RepoError,
+  RepoExistsError,
+  RepoNotFoundError,
+  SnapshotNotFoundError,
+  UnsupportedFormatError,
+  WrongPassphraseError,
+} from './errors.js';
+import { acquireLock } from './lock.js';
+import { decodeIndex, encodeIndex, packObjectName, PackBuilder, readPackHeader, type IndexedPack, type PackEntry } from './pack.js';
+import { decodeTree, encodeTree } from './tree-codec.js';
+import type {
+  BlobType,
+  CheckProblem,
+  CheckReport,
+  RepoLock,
+  SaveFileOptions,
+  SaveFileResult,
+  Snapshot,
+  SnapshotInput,
+  Tree,
+} from './types.js';
+import { WorkerPool } from './worker-pool.js';
+
+export const FORMAT_VERSION = 1;
+/** Default pack size: 16 MiB (FORMAT.md "Packs"). */
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+/** Packs uploading at once per repository; more blocks saveFile (backpressure, memory bound). */
+const MAX_UPLOADS = 2;
+/** An index object is written after this many packs even without flush (bounds the work a kill loses from the index). */
+const AUTO_INDEX_PACKS = 16;
+const KEY_AAD = Buffer.from('nightjar key v1');
+
+const NIGHTJAR_VERSION: string = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+/** Options of init/open. */
+export interface RepoOptions {
+  clock: Clock;
+  /** Worker threads for chunking/hashing/compression/encryption (default: available cores). */
+  workers?: number;
+  /** Target pack size in bytes (default 16 MiB). */
+  packSize?: number;
+  /** scrypt parameters for a new key object (init only; default N=2^17, r=8, p=1). Tests use smaller N. */
+  kdf?: KdfParams;
+  /** Host name recorded in locks and key objects (default os.hostname()). */
+  hostname?: string;
+}
+
+/** Decrypted `config` object. */
+interface RepoConfig {
+  version: number;
+  id: string;
+  chunker: ChunkerParams;
+  compression: 'brotli-q1';
+}
+
+/** Plaintext of a key object (`keys/<id>`), stored as JSON. */
+interface KeyObject {
+  version: 1;
+  kdf: 'scrypt';
+  N: number;
+  r: number;
+  p: number;
+  salt: string;
+  created: string;
+  host: string;
+  data: string;
+}
+
+type Pending =
+  | { state: 'reserved'; done: Promise<boolean>; settle: (stored: boolean) => void }
+  | { state: 'stored'; sealed: Buffer; rawLength: number; compressed: boolean };
+
+/**
+ * A Nightjar repository on a Store (format in docs/FORMAT.md). One instance per open
+ * repository; several instances (jobs, nodes) may write into one store at once.
+ *
+ * Concurrency: saveFile/saveTree may run concurrently; flush waits for every blob
+ * whose saveFile/saveTree resolved before flush was called. A failed pack or index
+ * upload poisons the instance: later saves and flush reject with that error (blobs
+ * already reported by saveFile may be lost), so the engine must not snapshot; reopen.
+ */
+export class Repository {
+  /** Repository id (hex, from `config`); the file cache keys on it. */
+  readonly id: string;
+  readonly store: Store;
+  private readonly keys: MasterKeys;
+  private readonly config: RepoConfig;
+  private readonly opts: RepoOptions;
+  private readonly packSize: number;
+  private readonly index = new BlobIndex();
+  private readonly loadedIndexes = new Set<string>();
+  private readonly badIndexes = new Map<string, string>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly builders: Record<BlobType, PackBuilder | null> = { data: null, tree: null };
+  private readonly uploads = new Set<Promise<void>>();
+  private unindexed: IndexedPack[] = [];
+  private indexChain: Promise<void> = Promise.resolve();
+  private flushChain: Promise<void> = Promise.resolve();
+  private failure: unknown = null;
+  private pool: WorkerPool | null = null;
+  private closed = false;
+
+  private constructor(store: Store, keys: MasterKeys, config: RepoConfig, opts: RepoOptions) {
+    this.store = store;
+    this.keys = keys;
+    this.config = config;
+    this.opts = opts;
+    this.id = config.id;
+    this.packSize = opts.packSize ?? DEFAULT_PACK_SIZE;
+  }
+
+  /** Creates a repository in an empty store. Throws RepoExistsError when `config` exists. */
+  static async init(store: Store, passphrase: string, opts: RepoOptions): Promise<Repository> {
+    if (await store.stat('config')) throw new RepoExistsError(store.location);
+    const keys = generateMasterKeys();
+    const kdf = opts.kdf ?? DEFAULT_KDF;
+    const salt = randomBytes(32);
+    const derived = await deriveKey(passphrase, salt, kdf);
+    const secret = Buffer.from(
+      JSON.stringify({
+        encKey: keys.encKey.toString('base64'),
+        idKey: keys.idKey.toString('base64'),
+        chunkerSeed: keys.chunkerSeed.toString('base64'),
+      }),
+    );
+    const keyObj: KeyObject = {
+      version: 1,
+      kdf: 'scrypt',
+      N: kdf.N,
+      r: kdf.r,
+      p: kdf.p,
+      salt: salt.toString('base64'),
+      created: opts.clock.now().toISOString(),
+      host: opts.hostname ?? hostname(),
+      data: seal(derived, secret, KEY_AAD).toString('base64'),
+    };
+    const keyBytes = Buffer.from(JSON.stringify(keyObj, null, 1));
+    await store.write(`keys/${sha256Hex(keyBytes)}`, keyBytes);
+    const config: RepoConfig = {
+      version: FORMAT_VERSION,
+      id: randomBytes(32).toString('hex'),
+      chunker: DEFAULT_CHUNKER,
+      compression: 'brotli-q1',
+    };
+    try {
+      await store.write('config', seal(keys.encKey, Buffer.from(JSON.stringify(config)), Buffer.from('config')));
+    } catch (err) {
+      if (err instanceof ObjectExistsError) throw new RepoExistsError(store.location);
+      throw err;
+    }
+    return new Repository(store, keys, config, opts);
+  }
+
+  /** Opens an existing repository: RepoNotFoundError without `config`, WrongPassphraseError when no key opens. */
+  static async open(store: Store, passphrase: string, opts: RepoOptions): Promise<Repository> {
+    let configSealed: Buffer;
+    try {
+      configSealed = await store.read('config');
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new RepoNotFoundError(store.location);
+      throw err;
+    }
+    for await (const o of store.list('keys/')) {
+      let keyObj: KeyObject;
+      try {
+        keyObj = JSON.parse((await store.read(o.name)).toString('utf8')) as KeyObject;
+        if (keyObj.kdf !== 'scrypt' || typeof keyObj.salt !== 'string') continue;
+      } catch {
+        continue;
+      }
+      const derived = await deriveKey(passphrase, Buffer.from(keyObj.salt, 'base64'), keyObj);
+      let keys: MasterKeys;
+      try {
+        const secret = JSON.parse(open(derived, Buffer.from(keyObj.data, 'base64'), o.name, KEY_AAD).toString('utf8')) as Record<string, string>;
+        keys = {
+          encKey: Buffer.from(secret.encKey!, 'base64'),
+          idKey: Buffer.from(secret.idKey!, 'base64'),
+          chunkerSeed: Buffer.from(secret.chunkerSeed!, 'base64'),
+        };
+      } catch {
+        continue;
+      }
+      let config: RepoConfig;
+      try {
+        config = JSON.parse(open(keys.encKey, configSealed, 'config', Buffer.from('config')).toString('utf8')) as RepoConfig;
+      } catch {
+        continue; // a key left by an interrupted init of another repository generation
+      }
+      if (config.version !== FORMAT_VERSION) throw new UnsupportedFormatError(config.version);
+      const repo = new Repository(store, keys, config, opts);
+      await repo.refreshIndex();
+      return repo;
+    }
+    throw new WrongPassphraseError(store.location);
+  }
+
+  /** open, or init when the store holds no repository (race-safe against a concurrent init). */
+  static async openOrInit(store: Store, passphrase: string, opts: RepoOptions): Promise<{ repo: Repository; created: boolean }> {
+    try {
+      return { repo: await Repository.open(store, passphrase, opts), created: false };
+    } catch (err) {
+      if (!(err instanceof RepoNotFoundError)) throw err;
+    }
+    try {
+      return { repo: await Repository.init(store, passphrase, opts), created: true };
+    } catch (err) {
+      if (!(err instanceof RepoExistsError)) throw err;
+      return { repo: await Repository.open(store, passphrase, opts), created: false };
+    }
+  }
+
+  /** Chunker parameters of this repository. */
+  get chunkerParams(): ChunkerParams {
+    return this.config.chunker;
+  }
+
+  /** Number of blobs in the in-memory index. */
+  get blobCount(): number {
+    return this.index.size;
+  }
+
+  /**
+   * Loads index objects not loaded yet (written by other writers since open). Damaged
+   * index objects are skipped and reported by check. Safe to call at any time.
+   */
+  async refreshIndex(): Promise<void> {
+    const names: string[] = [];
+    for await (const o of this.store.list('index/')) if (!this.loadedIndexes.has(o.name)) names.push(o.name);
+    await mapLimit(names, 8, async (name) => {
+      try {
+        const plain = open(this.keys.encKey, await this.store.read(name), name);
+        decodeIndex(plain, (pack, size, entries) => {
+          this.index.addPack(pack, size);
+          for (const e of entries) this.index.add(e.id, { ...e, pack });
+        });
+        this.loadedIndexes.add(name);
+        this.badIndexes.delete(name);
+      } catch (err) {
+        this.badIndexes.set(name, err instanceof Error ? err.message : String(err));
+      }
+    });
+  }
+
+  /**
+   * Stores a file's content: a worker reads `path` itself, chunks, hashes, and seals the
+   * chunks not yet in the repository. Rejects with the fs error (ENOENT, EACCES, EISDIR
+   * for a non-regular file, …) when the file cannot be read, or with `signal`'s reason.
+   * `gate` is awaited before each chunk is accepted.
+   */
+  async saveFile(path: Buffer, opts: SaveFileOptions = {}): Promise<SaveFileResult> {
+    this.ensureUsable();
+    const content: string[] = [];
+    const owned = new Map<number, string>();
+    let bytesNew = 0;
+    let bytesWritten = 0;
+    let size = 0;
+    try {
+      const r = await this.workerPool().run(
+        path,
+        {
+          chunk: async (seq, id, raw) => {
+            if (opts.gate) await opts.gate();
+            opts.signal?.throwIfAborted();
+            this.ensureUsable();
+            content[seq] = id;
+            size += raw;
+            const need = await this.claim(id);
+            if (need) {
+              owned.set(seq, id);
+              bytesNew += raw;
+            } else opts.onChunk?.(raw);
+            return need;
+          },
+          blob: async (seq, sealed, raw, compressed) => {
+            const id = owned.get(seq);
+            if (id === undefined) throw new RepoError(`unexpected blob for chunk ${seq}`, 'NJ_REPO_WORKER');
+            owned.delete(seq);
+            bytesWritten += sealed.length;
+            await this.addBlob('data', id, sealed, raw, compressed);
+            opts.onChunk?.(raw);
+          },
+        },
+        opts.signal,
+      );
+      return { content, size, bytesRead: r.bytesRead, bytesNew, bytesWritten, changedWhileRead: r.changed };
+    } finally {
+      for (const id of owned.values()) this.unclaim(id);
+    }
+  }
+
+  /** Stores a directory listing (entries sorted by name bytes); returns its id. Deduplicates. */
+  async saveTree(tree: Tree): Promise<string> {
+    this.ensureUsable();
+    const plain = encodeTree(tree);
+    const id = blobId(this.keys.idKey, plain);
+    if (!(await this.claim(id))) return id;
+    try {
+      const z = await maybeCompress(plain);
+      await this.addBlob('tree', id, seal(this.keys.encKey, z ?? plain), plain.length, z !== null);
+    } finally {
+      this.unclaim(id);
+    }
+    return id;
+  }
+
+  /** True when the blob is in the index or saved in this session (durable after the next flush). */
+  hasBlob(id: string): boolean {
+    return this.index.has(id) || this.pending.get(id)?.state === 'stored';
+  }
+
+  /**
+   * Finishes open packs, waits for their uploads and writes an index object for them.
+   * After it resolves, every blob saved before the call is durable and indexed.
+   */
+  flush(): Promise<void> {
+    const run = this.flushChain.then(async () => {
+      this.ensureUsable();
+      for (const type of ['data', 'tree'] as const) this.finishPack(type);
+      while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
+      this.ensureUsable();
+      await this.writeIndex();
+      this.ensureUsable();
+    });
+    this.flushChain = run.catch(() => {});
+    return run;
+  }
+
+  /** Flushes, then writes `snapshots/<random id>`. */
+  async saveSnapshot(s: SnapshotInput): Promise<Snapshot> {
+    await this.flush();
+    const id = randomBytes(32).toString('hex');
+    const snap: Snapshot = {
+      id,
+      time: (s.time ?? this.opts.clock.now()).toISOString(),
+      host: s.host,
+      job: s.job,
+      target: s.target,
+      source: s.source,
+      tags: s.tags ?? [],
+      ...(s.parent !== undefined ? { parent: s.parent } : {}),
+      tree: s.tree,
+      ...(s.stats !== undefined ? { stats: s.stats } : {}),
+      nightjarVersion: NIGHTJAR_VERSION,
+    };
+    const { id: _omit, ...body } = snap;
+    void _omit;
+    await this.store.write(`snapshots/${id}`, seal(this.keys.encKey, Buffer.from(JSON.stringify(body)), Buffer.from(id)));
+    return snap;
+  }
+
+  /** Every snapshot, oldest first (ties by id). Throws IntegrityError on a damaged snapshot object. */
+  async listSnapshots(): Promise<Snapshot[]> {
+    const names: string[] = [];
+    for await (const o of this.store.list('snapshots/')) names.push(o.name);
+    const out = await mapLimit(names, 8, (name) => this.loadSnapshot(name.slice('snapshots/'.length)));
+    return out.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : 1));
+  }
+
+  /** One snapshot by id. */
+  async loadSnapshot(id: string): Promise<Snapshot> {
+    const name = `snapshots/${id}`;
+    const body = JSON.parse(open(this.keys.encKey, await this.store.read(name), name, Buffer.from(id)).toString('utf8')) as Omit<Snapshot, 'id'>;
+    return { id, ...body };
+  }
+
+  /** Resolves an id, a unique id prefix or 'latest' (newest; with filter.job, newest of that job). */
+  async findSnapshot(ref: string, filter: { job?: string } = {}): Promise<Snapshot> {
+    let all = await this.listSnapshots();
+    if (filter.job !== undefined) all = all.filter((s) => s.job === filter.job);
+    const scope = filter.job !== undefined ? ` of job ${filter.job}` : '';
+    if (ref === 'latest') {
+      const s = all[all.length - 1];
+      if (!s) throw new SnapshotNotFoundError(`no snapshots${scope} in ${this.store.location}`);
+      return s;
+    }
+    const exact = all.find((s) => s.id === ref);
+    if (exact) return exact;
+    const m = ref.length > 0 ? all.filter((s) => s.id.startsWith(ref.toLowerCase())) : [];
+    if (m.length === 1) return m[0]!;
+    if (m.length === 0) throw new SnapshotNotFoundError(`no snapshot${scope} matches "${ref}"`);
+    throw new SnapshotNotFoundError(`"${ref}" is ambiguous: it matches ${m.length} snapshots (${m.slice(0, 5).map((s) => s.id.slice(0, 12)).join(', ')}…)`);
+  }
+
+  async loadTree(id: string): Promise<Tree> {
+    return decodeTree(await this.readBlob(id));
+  }
+
+  /** A blob's plaintext, verified against its id (IntegrityError when damaged, BlobNotFoundError when unknown). */
+  async readBlob(id: string): Promise<Buffer> {
+    const p = this.pending.get(id);
+    let sealed: Buffer;
+    let rawLength: number;
+    let compressed: boolean;
+    let where: string;
+    if (p?.state === 'stored') {
+      ({ sealed, rawLength, compressed } = p);
+      where = 'an unflushed pack';
+    } else {
+      const loc = this.index.get(id);
+      if (!loc) throw new BlobNotFoundError(id);
+      where = packObjectName(loc.pack);
+      sealed = await this.store.read(where, { offset: loc.offset, length: loc.length });
+      ({ rawLength, compressed } = loc);
+    }
+    let plain = open(this.keys.encKey, sealed, `blob ${id} in ${where}`);
+    if (compressed) {
+      try {
+        plain = await decompress(plain, rawLength);
+      } catch {
+        throw new IntegrityError(`blob ${id} in ${where} (decompression failed)`);
+      }
+    }
+    if (plain.length !== rawLength || blobId(this.keys.idKey, plain) !== id) throw new IntegrityError(`blob ${id} in ${where}`);
+    return plain;
+  }
+
+  /** Streams a file's blobs in order to `write`, reading up to 4 blobs ahead. */
+  async readFileContent(content: string[], write: (chunk: Buffer) => Promise<void>): Promise<void> {
+    const ahead: Promise<Buffer>[] = [];
+    let next = 0;
+    const fill = () => {
+      while (next < content.length && ahead.length < 4) {
+        const p = this.readBlob(content[next++]!);
+        p.catch(() => {});
+        ahead.push(p);
+      }
+    };
+    fill();
+    while (ahead.length > 0) {
+      const b = await ahead.shift()!;
+      fill();
+      await write(b);
+    }
+  }
+
+  /**
+   * Verifies the repository: index objects decrypt; every indexed pack exists with its
+   * recorded size; every snapshot decrypts and its trees load; every file's blobs are
+   * indexed. With readData, every pack is read whole: its hash must equal its name and
+   * every blob must decrypt to its id. Each problem names the damaged object and the
+   * snapshot paths (`<snapshotId>:/path`) that depend on it. Packs no index mentions are
+   * listed as unreferenced (harmless leftovers of an interrupted run), not as damage.
+   */
+  async check(opts: { readData?: boolean } = {}): Promise<CheckReport> {
+    if (!this.failure && (this.pending.size > 0 || this.unindexed.length > 0)) await this.flush();
+    await this.refreshIndex();
+    const problems = new Map<string, CheckProblem>();
+    const problem = (object: string, kind: CheckProblem['kind'], message: string, path?: string) => {
+      let p = problems.get(object);
+      if (!p) problems.set(object, (p = { object, kind, message, affected: [] }));
+      if (path !== undefined && p.affected.length < 1000 && !p.affected.includes(path)) p.affected.push(path);
+      return p;
+    };
+    for (const [name, msg] of this.badIndexes) problem(name, 'bad-index', msg);
+
+    const storePacks = new Map<string, number>();
+    for await (const o of this.store.list('data/')) storePacks.set(o.name.slice(o.name.lastIndexOf('/') + 1), o.size);
+    const indexPacks = this.index.packs();
+    const damagedPacks = new Set<string>();
+    for (const [pack, size] of indexPacks) {
+      const stored = storePacks.get(pack);
+      if (stored === undefined) {
+        damagedPacks.add(pack);
+        problem(packObjectName(pack), 'missing-pack', `pack ${pack} is in the index but not in the store`);
+      } else if (size !== 0 && stored !== size) {
+        damagedPacks.add(pack);
+        problem(packObjectName(pack), 'size-mismatch', `pack ${pack} has ${stored} bytes, the index says ${size}`);
+      }
+    }
+    const unreferencedPacks = [...storePacks.keys()].filter((p) => !indexPacks.has(p)).map(packObjectName).sort();
+
+    /** blob id → damaged object holding it (readData only). */
+    const damagedBlobs = new Map<string, string>();
+    let bytesVerified = 0;
+    if (opts.readData) {
+      const byPack = new Map<string, string[]>();
+      for (const [id, loc] of this.index.entries()) {
+        let l = byPack.get(loc.pack);
+        if (!l) byPack.set(loc.pack, (l = []));
+        l.push(id);
+      }
+      await mapLimit([...byPack.keys()].filter((p) => !damagedPacks.has(p)), 2, async (pack) => {
+        const obj = packObjectName(pack);
+        let data: Buffer;
+        try {
+          data = await this.store.read(obj);
+        } catch (err) {
+          damagedPacks.add(pack);
+          problem(obj, 'unreadable', `pack ${pack}: ${(err as Error).message}`);
+          return;
+        }
+        bytesVerified += data.length;
+        if (sha256Hex(data) !== pack) problem(obj, 'hash-mismatch', `pack ${pack}: content does not match its name (damaged)`);
+        try {
+          readPackHeader(this.keys.encKey, data, obj);
+        } catch (err) {
+          problem(obj, 'decrypt-failed', `pack ${pack}: ${(err as Error).message}`);
+        }
+        for (const id of byPack.get(pack)!) {
+          const loc = this.index.get(id)!;
+          try {
+            if (loc.offset + loc.length > data.length) throw new IntegrityError(`blob ${id} lies outside ${obj}`);
+            let plain = open(this.keys.encKey, data.subarray(loc.offset, loc.offset + loc.length), `blob ${id} in ${obj}`);
+            if (loc.compressed) plain = await decompress(plain, loc.rawLength);
+            if (plain.length !== loc.rawLength || blobId(this.keys.idKey, plain) !== id) throw new IntegrityError(`blob ${id} in ${obj}`);
+          } catch (err) {
+            damagedBlobs.set(id, obj);
+            problem(obj, 'decrypt-failed', `pack ${pack}: blob ${id} does not decrypt to its id`);
+          }
+        }
+      });
+    }
+
+    let snapshots = 0;
+    let trees = 0;
+    const cleanTrees = new Set<string>();
+    const names: string[] = [];
+    for await (const o of this.store.list('snapshots/')) names.push(o.name);
+    for (const name of names.sort()) {
+      const sid = name.slice('snapshots/'.length);
+      let snap: Snapshot;
+      try {
+        snap = await this.loadSnapshot(sid);
+      } catch (err) {
+        problem(name, 'bad-snapshot', `snapshot ${sid}: ${(err as Error).message}`);
+        continue;
+      }
+      snapshots++;
+      /** Location problem of a blob, or null when fine. Reports it with `path`. */
+      const blobProblem = (id: string, path: string): boolean => {
+        const loc = this.index.get(id);
+        if (!loc) {
+          problem(`blob ${id}`, 'missing-blob', `blob ${id} is in no index`, path);
+          return true;
+        }
+        const dmg = damagedBlobs.get(id);
+        if (dmg) {
+          problem(dmg, 'decrypt-failed', '', path);
+          return true;
+        }
+        if (damagedPacks.has(loc.pack)) {
+          problem(packObjectName(loc.pack), 'missing-pack', '', path);
+          return true;
+        }
+        return false;
+      };
+      const walk = async (treeId: string, path: string): Promise<boolean> => {
+        if (cleanTrees.has(treeId)) return false;
+        const at = `${sid}:${path}`;
+        if (blobProblem(treeId, at)) return true;
+        let tree: Tree;
+        try {
+          tree = await this.loadTree(treeId);
+        } catch (err) {
+          const loc = this.index.get(treeId)!;
+          problem(packObjectName(loc.pack), err instanceof IntegrityError ? 'decrypt-failed' : 'bad-tree', `tree ${treeId}: ${(err as Error).message}`, at);
+          return true;
+        }
+        trees++;
+        let damaged = false;
+        for (const e of tree.entries) {
+          const p = (path === '/' ? '/' : path + '/') + e.name.toString('utf8');
+          if (e.type === 'file') {
+            for (const c of e.content ?? []) {
+              if (blobProblem(c, `${sid}:${p}`)) {
+                damaged = true;
+                break;
+              }
+            }
+          } else if (e.type === 'dir') {
+            if (!e.subtree) {
+              problem(`tree ${treeId}`, 'bad-tree', `directory entry without subtree`, `${sid}:${p}`);
+              damaged = true;
+            } else if (await walk(e.subtree, p)) damaged = true;
+          }
+        }
+        if (!damaged) cleanTrees.add(treeId);
+        return damaged;
+      };
+      await walk(snap.tree, '/');
+    }
+    for (const p of problems.values()) if (!p.message) p.message = `${p.object} is damaged`;
+    return {
+      ok: problems.size === 0,
+      problems: [...problems.values()],
+      unreferencedPacks,
+      snapshots,
+      trees,
+      blobs: this.index.size,
+      packs: indexPacks.size,
+      bytesVerified,
+    };
+  }
+
+  /** Takes a repository lock (exclusive for prune; shared for backups). RepoLockedError on conflict. */
+  lock(exclusive: boolean): Promise<RepoLock> {
+    return acquireLock(
+      { store: this.store, encKey: this.keys.encKey, clock: this.opts.clock, ...(this.opts.hostname ? { host: this.opts.hostname } : {}) },
+      exclusive,
+    );
+  }
+
+  /** Stops the workers and waits for running uploads. Does not flush: call flush() first to keep unflushed blobs. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool?.close();
+    await Promise.allSettled([...this.uploads]);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private ensureUsable(): void {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new RepoError('repository is closed', 'NJ_REPO_CLOSED');
+  }
+
+  private workerPool(): WorkerPool {
+    this.pool ??= new WorkerPool({
+      encKey: this.keys.encKey,
+      idKey: this.keys.idKey,
+      gear: gearTable(this.keys.chunkerSeed),
+      params: this.config.chunker,
+      ...(this.opts.workers !== undefined ? { workers: this.opts.workers } : {}),
+    });
+    return this.pool;
+  }
+
+  /** A Chunker with this repository's secret gear table (tools and tests). */
+  makeChunker(): Chunker {
+    return new Chunker(gearTable(this.keys.chunkerSeed), this.config.chunker);
+  }
+
+  /** Resolves true when the caller must store blob `id` (it is then reserved for the caller). */
+  private async claim(id: string): Promise<boolean> {
+    for (;;) {
+      if (this.index.has(id)) return false;
+      const p = this.pending.get(id);
+      if (!p) {
+        let settle!: (stored: boolean) => void;
+        const done = new Promise<boolean>((r) => (settle = r));
+        this.pending.set(id, { state: 'reserved', done, settle });
+        return true;
+      }
+      if (p.state === 'stored') return false;
+      if (await p.done) return false;
+    }
+  }
+
+  /** Drops a reservation that will not be fulfilled (no-op once stored). */
+  private unclaim(id: string): void {
+    const p = this.pending.get(id);
+    if (p?.state === 'reserved') {
+      this.pending.delete(id);
+      p.settle(false);
+    }
+  }
+
+  private async addBlob(type: BlobType, id: string, sealed: Buffer, rawLength: number, compressed: boolean): Promise<void> {
+    this.ensureUsable();
+    const b = (this.builders[type] ??= new PackBuilder(type));
+    b.add(id, sealed, rawLength, compressed);
+    const prev = this.pending.get(id);
+    this.pending.set(id, { state: 'stored', sealed, rawLength, compressed });
+    if (prev?.state === 'reserved') prev.settle(true);
+    if (b.size >= this.packSize) {
+      this.finishPack(type);
+      while (this.uploads.size >= MAX_UPLOADS) await Promise.race(this.uploads);
+      this.ensureUsable();
+    }
+  }
+
+  private finishPack(type: BlobType): void {
+    const b = this.builders[type];
+    if (!b || b.blobCount === 0) return;
+    this.builders[type] = null;
+    const { name, data, entries } = b.finish(this.keys.encKey);
+    const up = (async () => {
+      try {
+        await this.store.write(packObjectName(name), data);
+      } catch (err) {
+        if (!(err instanceof ObjectExistsError)) throw err;
+      }
+      this.index.addPack(name, data.length);
+      for (const e of entries) {
+        this.index.add(e.id, { ...e, pack: name });
+        this.pending.delete(e.id);
+      }
+      this.unindexed.push({ name, size: data.length, entries });
+      if (this.unindexed.length >= AUTO_INDEX_PACKS) await this.writeIndex();
+    })()
+      .catch((err) => {
+        this.failure ??= err;
+      })
+      .finally(() => this.uploads.delete(up));
+    this.uploads.add(up);
+  }
+
+  private writeIndex(): Promise<void> {
+    const run = this.indexChain.then(async () => {
+      if (this.unindexed.length === 0) return;
+      const packs = this.unindexed;
+      this.unindexed = [];
+      const sealed = seal(this.keys.encKey, encodeIndex(packs));
+      const name = `index/${sha256Hex(sealed)}`;
+      try {
+        await this.store.write(name, sealed);
+      } catch (err) {
+        if (!(err instanceof ObjectExistsError)) {
+          this.unindexed.unshift(...packs);
+          this.failure ??= err;
+          throw err;
+        }
+      }
+      this.loadedIndexes.add(name);
+    });
+    this.indexChain = run.catch(() => {});
+    return run;
+  }
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+export type { PackEntry };
