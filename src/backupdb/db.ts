@@ -97,7 +97,7 @@ export class Database {
   }
 
   /** Runs one statement; returns rows changed and the last inserted rowid. */
-  run(sql: string, params: SqlParams = []): Promise<WriteResult> {
+  async run(sql: string, params: SqlParams = []): Promise<WriteResult> {
     const bound = bindAll(params);
     return this.schedule(() => this.withStatement(sql, (stmt) =>
       new Promise<WriteResult>((resolve, reject) => {
@@ -110,7 +110,7 @@ export class Database {
   }
 
   /** First row of a query, or undefined. Write `LIMIT 1` when more rows could match. */
-  get<T = Row>(sql: string, params: SqlParams = []): Promise<T | undefined> {
+  async get<T = Row>(sql: string, params: SqlParams = []): Promise<T | undefined> {
     const bound = bindAll(params);
     return this.schedule(() => this.withStatement(sql, (stmt) =>
       new Promise<T | undefined>((resolve, reject) => {
@@ -126,7 +126,7 @@ export class Database {
   }
 
   /** All rows of a query. */
-  all<T = Row>(sql: string, params: SqlParams = []): Promise<T[]> {
+  async all<T = Row>(sql: string, params: SqlParams = []): Promise<T[]> {
     const bound = bindAll(params);
     return this.schedule(() => this.withStatement(sql, (stmt) =>
       new Promise<T[]>((resolve, reject) => {
