@@ -246,16 +246,17 @@ function scan(text: string, ctx: Context): Map<SectionName, Entry[]> {
 }
 
 /**
- * The value ini decoded for `section.key`, as a string: ini turns `true`, `false` and
- * `null` into JSON values, which are turned back. Should a dotted section have nested
- * an object over the key, the line is decoded with ini's own `unsafe`, as ini.parse
- * would have.
+ * The value ini decoded for `section.key`, as a string: ini turns `true`, `false`,
+ * `null` and single-quoted JSON (`'4000'`) into JSON values, which are turned back into
+ * text. Should ini have produced an object (a dotted section nested over the key, or
+ * `'[1,2]'`), the line is decoded with ini's own `unsafe`.
  */
 function decodedValue(decoded: Record<string, unknown>, section: string, key: string, rawValue: string): string {
   const inSection = decoded[section];
   const value = typeof inSection === 'object' && inSection !== null ? (inSection as Record<string, unknown>)[key] : undefined;
   if (typeof value === 'string') return value;
-  if (typeof value === 'boolean' || value === null) return String(value);
+  // ini JSON-parses single-quoted values too: '4000' arrives as a number.
+  if (typeof value === 'boolean' || typeof value === 'number' || value === null) return String(value);
   return ini.unsafe(rawValue);
 }
 
@@ -852,7 +853,7 @@ function readJobs(
     const targetEntry = entryOf('target');
     if (targetEntry === undefined) {
       ctx.report(first.line, 'backups', `${name}.target`, null, `missing: every job needs ${name}.target = ALIAS (a target from [targets], such as local) or a defaults.target`);
-    } else if (targetRef !== null && targets[targetRef.alias] === undefined && !isReported(targetEntry, ctx)) {
+    } else if (targetRef !== null && !Object.hasOwn(targets, targetRef.alias) && !isReported(targetEntry, ctx)) {
       const known = Object.keys(targets);
       const guess = closestMatch(targetRef.alias, known);
       ctx.report(
@@ -863,7 +864,7 @@ function readJobs(
         `a target alias defined in [targets]${known.length > 0 ? ` (defined: ${known.join(', ')})` : ' (none is defined)'}${guess ? `; did you mean "${guess}"?` : ''}`,
       );
     }
-    const target = targets[targetRef?.alias ?? ''];
+    const target = targetRef !== null && Object.hasOwn(targets, targetRef.alias) ? targets[targetRef.alias] : undefined;
     if (target?.kind === 'local' && source !== '' && target.location !== '' && isInside(source, target.location)) {
       ctx.reportValue(
         own.entry('source')!,

@@ -116,6 +116,11 @@ function ambiguousBitUnit(unit: string): boolean {
   return /^[kmgt]i?b$/i.test(unit) && unit.endsWith('b');
 }
 
+/** `mb` → `MB`, `kib` → `KiB`: the byte unit someone writing `unit` probably meant. */
+function byteUnitFor(unit: string): string {
+  return unit[0]!.toUpperCase() + (unit.length === 3 ? 'i' : '') + 'B';
+}
+
 function splitNumberUnit(text: string): { value: number; unit: string } | null {
   const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text);
   if (!m) return null;
@@ -134,7 +139,7 @@ export function parseSize(s: string): number {
   if (!parts) throw new UnitError(SIZE_EXPECTED);
   if (parts.unit === '') return Math.round(parts.value);
   if (ambiguousBitUnit(parts.unit)) {
-    throw new UnitError(`${SIZE_EXPECTED} ("${parts.unit}" is ambiguous: write ${parts.unit.slice(0, -1).toUpperCase()}B for bytes)`);
+    throw new UnitError(`${SIZE_EXPECTED} ("${parts.unit}" is ambiguous: write ${byteUnitFor(parts.unit)} for bytes)`);
   }
   const factor = SIZE_UNITS.get(parts.unit.toLowerCase());
   if (factor === undefined) throw new UnitError(`${SIZE_EXPECTED} (unknown unit "${parts.unit}")`);
@@ -156,8 +161,7 @@ export function parseRate(s: string): number | null {
   let factor = BIT_UNITS.get(unit.toLowerCase());
   if (factor === undefined) {
     if (ambiguousBitUnit(unit)) {
-      const prefix = unit.slice(0, -1);
-      throw new UnitError(`${RATE_EXPECTED} ("${unit}/s" is ambiguous: write ${prefix.toUpperCase()}B/s for bytes or ${prefix}bit/s for bits)`);
+      throw new UnitError(`${RATE_EXPECTED} ("${unit}/s" is ambiguous: write ${byteUnitFor(unit)}/s for bytes or ${unit.slice(0, -1)}bit/s for bits)`);
     }
     factor = SIZE_UNITS.get(unit.toLowerCase());
   }
@@ -194,9 +198,21 @@ function parseDayName(name: string): Weekday {
   return day;
 }
 
-/** True when `token` is one day name or a day range (`mon`, `mon-fri`). */
+/** True when `token` is one day name or a day range of known names (`mon`, `mon-fri`). */
 function isDayToken(token: string): boolean {
-  return /^[a-z]+(-[a-z]+)?$/i.test(token);
+  return /^[a-z]+(-[a-z]+)?$/i.test(token) && token.split('-').every((d) => DAY_NAMES.has(d.toLowerCase()));
+}
+
+/** Why words left after an entry's days and hours make no sense, for error messages. */
+function describeLeftover(item: ScheduleItem): string {
+  const words = item.rest;
+  const first = words[0]!;
+  // A word where days belong (before the hours) is most likely a misspelt day.
+  if (!item.timeGiven && /^[a-z]+(-[a-z]+)?$/i.test(first) && !isRateWord(first)) {
+    const unknown = first.split('-').find((d) => !DAY_NAMES.has(d.toLowerCase()))!;
+    return `unknown day "${unknown}"`;
+  }
+  return `unexpected "${words.join(' ')}"`;
 }
 
 function addDayToken(token: string, into: Set<Weekday>): void {
@@ -220,7 +236,7 @@ function addDayToken(token: string, into: Set<Weekday>): void {
  */
 export function parseWeekdays(s: string): Weekday[] {
   const tokens = s.split(',').map((t) => t.trim());
-  if (tokens.some((t) => t === '' || !isDayToken(t))) throw new UnitError(WEEKDAYS_EXPECTED);
+  if (tokens.some((t) => t === '' || !/^[a-z]+(-[a-z]+)?$/i.test(t))) throw new UnitError(WEEKDAYS_EXPECTED);
   const days = new Set<Weekday>();
   for (const token of tokens) addDayToken(token, days);
   return [...days].sort((a, b) => a - b);
@@ -263,6 +279,8 @@ interface ScheduleItem {
   days: readonly Weekday[];
   startMinute: number;
   endMinute: number;
+  /** False when the entry named no hours (whole days). */
+  timeGiven: boolean;
   /** The words after the time range (a rate in a timetable). */
   rest: string[];
 }
@@ -283,7 +301,7 @@ function parseScheduleItems(spec: string, expected: string): ScheduleItem[] {
   for (const [index, piece] of pieces.entries()) {
     const words = piece.split(/\s+/);
     let w = 0;
-    while (w < words.length && isDayToken(words[w]!) && !isRateWord(words[w]!)) {
+    while (w < words.length && isDayToken(words[w]!)) {
       pendingDays ??= new Set();
       addDayToken(words[w]!, pendingDays);
       w++;
@@ -295,13 +313,14 @@ function parseScheduleItems(spec: string, expected: string): ScheduleItem[] {
       pendingDays = null;
     }
     let range = { startMinute: 0, endMinute: MINUTES_PER_DAY };
-    if (w < words.length && isTimeRangeToken(words[w]!)) {
+    const timeGiven = w < words.length && isTimeRangeToken(words[w]!);
+    if (timeGiven) {
       range = parseTimeRange(words[w]!);
       w++;
     } else if (w < words.length && /^\d/.test(words[w]!) && words[w]!.includes('-')) {
       throw new UnitError(`${expected} (bad time range "${words[w]}", expected HHMM-HHMM)`);
     }
-    items.push({ days: carriedDays, ...range, rest: words.slice(w) });
+    items.push({ days: carriedDays, ...range, timeGiven, rest: words.slice(w) });
   }
   return items;
 }
@@ -322,7 +341,7 @@ export function parseWindowSet(s: string): WindowSet {
   const windows: TimeWindow[] = [];
   for (const item of parseScheduleItems(spec, WINDOWS_EXPECTED)) {
     if (item.rest.length > 0) {
-      throw new UnitError(`${WINDOWS_EXPECTED} (unexpected "${item.rest.join(' ')}")`);
+      throw new UnitError(`${WINDOWS_EXPECTED} (${describeLeftover(item)})`);
     }
     windows.push({ days: item.days, startMinute: item.startMinute, endMinute: item.endMinute });
   }
@@ -344,6 +363,9 @@ export function parseRateTimetable(s: string): RateTimetable {
     try {
       bytesPerSecond = parseRate(item.rest.join(' '));
     } catch (err) {
+      if (item.rest.length > 1 && /^[a-z]/i.test(item.rest[0]!)) {
+        throw new UnitError(`${TIMETABLE_EXPECTED} (${describeLeftover(item)})`);
+      }
       throw new UnitError(`${TIMETABLE_EXPECTED} ("${item.rest.join(' ')}" is not a rate: ${(err as Error).message})`);
     }
     entries.push({ days: item.days, startMinute: item.startMinute, endMinute: item.endMinute, bytesPerSecond });
