@@ -406,6 +406,7 @@ test('inline secrets in any section are refused, and their value is never echoed
     [cfg('[node]', 'password = hunter2'), 'password', 'use passphrase_file = PATH'],
     [cfg('[clients]', 'alice.secret = x'), 'alice.secret', 'use alice.secret_key_file = PATH'],
     [cfg(...JOB, 'b1.passphrase = x'), 'b1.passphrase', 'use b1.passphrase_file = PATH'],
+    [cfg('token = abc', '[node]'), 'token', 'use token_file = PATH'],
   ];
   for (const [text, key, hint] of cases) {
     const p = oneProblem(text);
@@ -415,6 +416,15 @@ test('inline secrets in any section are refused, and their value is never echoed
     assert.ok(p.expected.includes(hint), p.expected);
     assert.ok(!formatProblem(p).includes('hunter2'));
   }
+  // Also inside a misspelt section, beside the section's own problem.
+  const { problems } = parse(cfg('[targts]', 'usb = local:/mnt', 'usb.passphrase = hunter2'));
+  assert.deepEqual(
+    problems.map((q) => [q.line, q.section, q.key]),
+    [
+      [1, null, null],
+      [3, 'targts', 'usb.passphrase'],
+    ],
+  );
 });
 
 test('bad values name the line, section, key, value found and what is expected', () => {

@@ -189,6 +189,8 @@ function scan(text: string, ctx: Context): Map<SectionName, Entry[]> {
   const firstLine = new Map<string, number>();
   let section: SectionName | null = null;
   let inUnknownSection = false;
+  /** The current section as written, known or not (for secrets found in unknown sections). */
+  let sectionName: string | null = null;
   let reportedOutside = false;
 
   body.split(/\r\n|\r|\n/).forEach((raw, index) => {
@@ -197,6 +199,7 @@ function scan(text: string, ctx: Context): Map<SectionName, Entry[]> {
     const m = INI_LINE.exec(raw);
     if (m && m[1] !== undefined) {
       const name = ini.unsafe(m[1]);
+      sectionName = name;
       if ((SECTIONS as readonly string[]).includes(name)) {
         section = name as SectionName;
         inUnknownSection = false;
@@ -210,12 +213,20 @@ function scan(text: string, ctx: Context): Map<SectionName, Entry[]> {
       }
       return;
     }
-    if (inUnknownSection) return; // its keys are not checked one by one: the section is reported
     if (!m || m[3] === undefined) {
+      if (inUnknownSection) return; // its lines are not checked one by one: the section is reported
       ctx.report(line, section, null, raw.trim(), 'a line of the form KEY = VALUE, a [section] header, or a comment starting with ; or #');
       return;
     }
     const key = ini.unsafe(m[2]!);
+    const secretKey = INLINE_SECRET_KEYS.get(key.slice(key.lastIndexOf('.') + 1));
+    if (secretKey !== undefined) {
+      // Checked in every section, even an unknown one; the value is never echoed.
+      const fileKey = key.slice(0, key.lastIndexOf('.') + 1) + secretKey;
+      ctx.report(line, sectionName, key, null, `secrets are referenced by file, never written in node.cfg: use ${fileKey} = PATH (a file under private/)`);
+      return;
+    }
+    if (inUnknownSection) return;
     if (section === null) {
       if (!reportedOutside) {
         ctx.report(line, null, key, null, `a [section] header first: every key belongs to one of ${SECTIONS.map((s) => `[${s}]`).join(', ')}`);
@@ -225,13 +236,6 @@ function scan(text: string, ctx: Context): Map<SectionName, Entry[]> {
     }
     if (key.endsWith('[]')) {
       ctx.report(line, section, key, null, `KEY = VALUE; ini arrays (KEY[]) are not used in node.cfg, write a comma-separated list instead`);
-      return;
-    }
-    const secretKey = INLINE_SECRET_KEYS.get(key.slice(key.lastIndexOf('.') + 1));
-    if (secretKey !== undefined) {
-      // The value is never echoed: it is a secret.
-      const fileKey = key.slice(0, key.lastIndexOf('.') + 1) + secretKey;
-      ctx.report(line, section, key, null, `secrets are referenced by file, never written in node.cfg: use ${fileKey} = PATH (a file under private/)`);
       return;
     }
     const seenAt = firstLine.get(`${section}\n${key}`);
