@@ -3,6 +3,7 @@ import { lstat, readlink, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { abortError, type Clock } from '../node/clock.js';
 import type { JobConfig } from '../node/config/types.js';
+import type { CachedFile } from '../backupdb/file-cache.js';
 import type {
   SaveFileOptions,
   SaveFileResult,
@@ -31,32 +32,23 @@ export interface BackupRepository {
   listSnapshots(): Promise<Snapshot[]>;
 }
 
-/** One file of the file cache: what it looked like when its content was stored. */
-export interface CachedFile {
-  size: number;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-  inode: bigint;
-  dev: bigint;
-  content: string[];
-}
-
-/** One directory's row of the file cache. */
+/** One directory's row of the file cache (the backupdb's CachedDirRow). */
 export interface CacheDirRow {
   /** Directory path relative to the source root (empty = the root). */
   dir: Buffer;
-  /** Every cached file of the directory, keyed by its name as a Buffer. */
-  files: { name: Buffer; file: CachedFile }[];
+  /** Every file of the directory whose content is stored, keyed by nameKey (latin1 of the name bytes). */
+  entries: ReadonlyMap<string, CachedFile>;
 }
 
 /**
- * The backupdb file cache as the run uses it: one row per directory, tied to a
- * repository id and a job. `loadDir` returns the names in latin1 (a 1:1 byte mapping)
- * as keys. `saveDirs` replaces the given directories' rows, in one transaction.
+ * The backupdb file cache as the run uses it (`BackupDb.fileCache` fits): one row per
+ * directory, tied to a repository id and a job; keys are the names in latin1 (a 1:1
+ * byte mapping). `loadDir` gives null for an uncached directory; `saveDirs` replaces
+ * the given directories' rows atomically.
  */
 export interface FileCachePort {
-  loadDir(repoId: string, job: string, dir: Buffer): Promise<Map<string, CachedFile>>;
-  saveDirs(repoId: string, job: string, rows: CacheDirRow[]): Promise<void>;
+  loadDir(repoId: string, job: string, dir: Buffer): Promise<ReadonlyMap<string, CachedFile> | null>;
+  saveDirs(repoId: string, job: string, rows: readonly CacheDirRow[]): Promise<void>;
 }
 
 /** The parts of a JobConfig the run reads. */
@@ -124,6 +116,8 @@ export interface RunResult {
   /** For failed/cancelled. */
   readonly error?: string;
 }
+
+const EMPTY_CACHE: ReadonlyMap<string, CachedFile> = new Map();
 
 interface Slot {
   release(): void;
@@ -373,13 +367,18 @@ class BackupRun {
         this.warn(rel, `previous snapshot's listing unreadable, treating files as new: ${(err as Error).message}`);
       }
     }
-    const cache =
-      o.fileCache && listing.entries.some((e) => e.type === 'file')
-        ? await o.fileCache.loadDir(o.repo.id, o.job.name, rel)
-        : new Map<string, CachedFile>();
+    let cache: ReadonlyMap<string, CachedFile> = EMPTY_CACHE;
+    if (o.fileCache && listing.entries.some((e) => e.type === 'file')) {
+      try {
+        cache = (await o.fileCache.loadDir(o.repo.id, o.job.name, rel)) ?? EMPTY_CACHE;
+      } catch {
+        // A damaged row only costs a re-read of this directory's files.
+      }
+    }
 
     const out: (TreeEntry | null)[] = new Array(listing.entries.length).fill(null);
-    const cacheFiles: CacheDirRow['files'] = [];
+    const cacheFiles = new Map<string, CachedFile>();
+    const dirState = { cacheHits: 0 };
     const pending: Promise<void>[] = [];
     for (let i = 0; i < listing.entries.length; i++) {
       const e = listing.entries[i]!;
@@ -392,7 +391,7 @@ class BackupRun {
         case 'file': {
           if (prevEntry?.type === 'file') this.stats.filesPrevious++;
           else if (prevEntry) await this.countRemovedEntry(prevEntry, childRel);
-          const background = await this.processFile(childRel, e, base, cache.get(key), prevEntry, cacheFiles, out, i);
+          const background = await this.processFile(childRel, e, base, cache.get(key), prevEntry, cacheFiles, out, i, dirState);
           if (background) pending.push(background);
           break;
         }
@@ -434,9 +433,11 @@ class BackupRun {
     let treeId: string | null = null;
     if (!o.dryRun) {
       treeId = await o.repo.saveTree({ entries: out.filter((x): x is TreeEntry => x !== null) });
-      if (o.fileCache && (cacheFiles.length > 0 || cache.size > 0)) {
-        this.pendingRows.push({ dir: rel, files: cacheFiles });
-        this.pendingRowFiles += cacheFiles.length + 1;
+      // A row equal to the cached one (every file a hit on it) need not be written again.
+      const same = dirState.cacheHits === cacheFiles.size && cacheFiles.size === cache.size;
+      if (o.fileCache && !same) {
+        this.pendingRows.push({ dir: rel, entries: cacheFiles });
+        this.pendingRowFiles += cacheFiles.size + 1;
         await this.maybeCheckpoint();
       }
     }
@@ -474,9 +475,10 @@ class BackupRun {
     base: TreeEntry,
     cached: CachedFile | undefined,
     prevEntry: TreeEntry | undefined,
-    cacheFiles: CacheDirRow['files'],
+    cacheFiles: Map<string, CachedFile>,
     out: (TreeEntry | null)[],
     index: number,
+    dirState: { cacheHits: number },
   ): Promise<Promise<void> | null> {
     const st = e.stat;
     const size = Number(st.size);
@@ -502,7 +504,8 @@ class BackupRun {
       this.stats.filesUnchanged++;
       this.stats.bytesUnchanged += size;
       out[index] = { ...base, content: known.content };
-      cacheFiles.push({ name: e.name, file: { ...known } });
+      cacheFiles.set(e.name.toString('latin1'), known);
+      if (known === cached) dirState.cacheHits++;
       return null;
     }
     if (prevEntry?.type === 'file') {
@@ -531,7 +534,7 @@ class BackupRun {
       const content = await first;
       if (content) {
         out[index] = { ...base, content };
-        cacheFiles.push({ name: e.name, file: cacheEntry(st, content) });
+        cacheFiles.set(e.name.toString('latin1'), cacheEntry(st, content));
         return null;
       }
     }
@@ -548,7 +551,7 @@ class BackupRun {
         if (stored) {
           content = stored.content;
           out[index] = { ...base, ...stored.meta, content: stored.content };
-          if (stored.consistent) cacheFiles.push({ name: e.name, file: cacheEntry(stored.stat, stored.content) });
+          if (stored.consistent) cacheFiles.set(e.name.toString('latin1'), cacheEntry(stored.stat, stored.content));
         }
       } catch (err) {
         this.fatal ??= err;

@@ -1,0 +1,176 @@
+import { readFile } from 'node:fs/promises';
+import { Repository } from '../repo/repository.js';
+import { LocalStore } from '../store/local-store.js';
+import type { Store } from '../store/store.js';
+import type { Clock } from './clock.js';
+import { CliExit, EXIT } from './cli-env.js';
+import { ConfigError, loadConfig } from './config/config.js';
+import type { JobConfig, NodeConfig, TargetConfig } from './config/types.js';
+import type { NodeDirLayout } from './node-dir.js';
+
+/** A target kind this build cannot open yet (node:, s3:). */
+export class TargetNotSupportedError extends Error {
+  override readonly name = 'TargetNotSupportedError';
+  readonly code = 'NJ_TARGET_NOT_SUPPORTED';
+}
+
+/** The passphrase file is missing, unreadable or empty. */
+export class PassphraseFileError extends Error {
+  override readonly name = 'PassphraseFileError';
+  readonly code = 'NJ_PASSPHRASE_FILE';
+}
+
+/**
+ * Makes the Store for a target. Only `local:` for now; `node:` and `s3:` targets throw
+ * TargetNotSupportedError naming the target (their stores come with later issues).
+ */
+export function openTargetStore(target: TargetConfig): Store {
+  switch (target.kind) {
+    case 'local':
+      return new LocalStore(target.location);
+    default:
+      throw new TargetNotSupportedError(
+        `target ${target.alias} (${target.url}): ${target.kind}: targets are not yet supported by this version; use a local: target`,
+      );
+  }
+}
+
+/**
+ * Reads a repository passphrase: the file's content without its trailing newline(s).
+ * Throws PassphraseFileError when the file is missing, unreadable or empty.
+ */
+export async function readPassphrase(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new PassphraseFileError(
+      code === 'ENOENT' ? `passphrase file ${file} does not exist` : `cannot read passphrase file ${file}: ${(err as Error).message}`,
+    );
+  }
+  const pass = text.replace(/[\r\n]+$/, '');
+  if (pass.length === 0) throw new PassphraseFileError(`passphrase file ${file} is empty`);
+  return pass;
+}
+
+export interface OpenedTarget {
+  readonly repo: Repository;
+  readonly store: Store;
+  readonly target: TargetConfig;
+  /** True when this call initialised a new repository. */
+  readonly created: boolean;
+}
+
+/**
+ * Opens (initialising on first use) the repository of a target: store from the target's
+ * kind and location, passphrase from its passphrase file. The caller closes the repo,
+ * then the store (or uses withTarget). Errors: TargetNotSupportedError, PassphraseFileError, and
+ * the repository's own (WrongPassphraseError, …).
+ */
+export async function openTarget(
+  target: TargetConfig,
+  opts: { clock: Clock; workers?: number },
+): Promise<OpenedTarget> {
+  const store = openTargetStore(target);
+  try {
+    const passphrase = await readPassphrase(target.passphraseFile);
+    const { repo, created } = await Repository.openOrInit(store, passphrase, {
+      clock: opts.clock,
+      workers: opts.workers ?? 0,
+    });
+    return { repo, store, target, created };
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** The target config a job writes to; a CliExit(usage) when the alias is unknown. */
+export function jobTarget(config: NodeConfig, job: JobConfig): TargetConfig {
+  const t = config.targets[job.target.alias];
+  if (!t) throw new CliExit(EXIT.usage, `job ${job.name}: target ${job.target.alias} is not defined under [targets]`);
+  return t;
+}
+
+/** A job by name, or a CliExit(usage) listing the jobs there are. */
+export function findJob(config: NodeConfig, name: string): JobConfig {
+  const job = config.jobs[name];
+  if (!job) {
+    const names = Object.keys(config.jobs);
+    throw new CliExit(
+      EXIT.usage,
+      `no job named ${name} in ${config.file}${names.length ? ` (jobs: ${names.join(', ')})` : ' (it defines no jobs)'}`,
+    );
+  }
+  return job;
+}
+
+/** Reads node.cfg for a command; a bad config ends the command with exit code 2 and every problem listed. */
+export async function loadNodeConfig(layout: NodeDirLayout): Promise<NodeConfig> {
+  try {
+    return await loadConfig(layout.configFile, layout.root);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliExit(EXIT.usage, err.message);
+    throw err;
+  }
+}
+
+/**
+ * The targets a command should look at: the job's target with `job`, else every
+ * target some job uses, then the remaining ones (config order, each alias once).
+ */
+export function targetsFor(config: NodeConfig, jobName?: string): TargetConfig[] {
+  if (jobName) return [jobTarget(config, findJob(config, jobName))];
+  const seen = new Set<string>();
+  const out: TargetConfig[] = [];
+  for (const job of Object.values(config.jobs)) {
+    const t = config.targets[job.target.alias];
+    if (t && !seen.has(t.alias)) {
+      seen.add(t.alias);
+      out.push(t);
+    }
+  }
+  for (const t of Object.values(config.targets)) {
+    if (!seen.has(t.alias)) {
+      seen.add(t.alias);
+      out.push(t);
+    }
+  }
+  return out;
+}
+
+/** Opens a target, runs `fn` with it, and closes it whatever happens. */
+export async function withTarget<T>(
+  target: TargetConfig,
+  opts: { clock: Clock; workers?: number },
+  fn: (opened: OpenedTarget) => Promise<T>,
+): Promise<T> {
+  const opened = await openTarget(target, opts);
+  try {
+    return await fn(opened);
+  } finally {
+    await opened.repo.close().catch(() => {});
+    await opened.store.close().catch(() => {});
+  }
+}
+
+/** `SNAPSHOT[:PATH]` → its parts (a snapshot reference never contains a colon). */
+export function parseSnapshotArg(arg: string): { ref: string; path: string } {
+  const i = arg.indexOf(':');
+  return i < 0 ? { ref: arg, path: '' } : { ref: arg.slice(0, i), path: arg.slice(i + 1) };
+}
+
+/**
+ * Parses `--as-of TIME`: an ISO date-time (`2024-05-01T22:00`, with or without zone) or a
+ * date alone (`2024-05-01`, meaning the end of that day, local time).
+ */
+export function parseAsOf(text: string): Date {
+  const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text.trim());
+  if (day) return new Date(Number(day[1]), Number(day[2]) - 1, Number(day[3]), 23, 59, 59, 999);
+  const ms = Date.parse(text.trim().replace(' ', 'T'));
+  if (Number.isNaN(ms)) {
+    throw new CliExit(EXIT.usage, `--as-of: found "${text}", expected a date (2024-05-01) or a date and time (2024-05-01T22:00)`);
+  }
+  return new Date(ms);
+}
