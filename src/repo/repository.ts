@@ -71,6 +71,8 @@ export interface RepoOptions {
   kdf?: KdfParams;
   /** Host name recorded in locks and key objects (default os.hostname()). */
   hostname?: string;
+  /** Process id recorded in locks (default process.pid; tests simulate other processes). */
+  pid?: number;
 }
 
 /** Decrypted `config` object. */
@@ -623,7 +625,9 @@ export class Repository {
   /** Takes a repository lock (exclusive for prune; shared for backups). RepoLockedError on conflict. */
   lock(exclusive: boolean): Promise<RepoLock> {
     return acquireLock(
-      { store: this.store, encKey: this.keys.encKey, clock: this.opts.clock, ...(this.opts.hostname ? { host: this.opts.hostname } : {}) },
+      { store: this.store, encKey: this.keys.encKey, clock: this.opts.clock, ...(this.opts.hostname ? { host: this.opts.hostname } : {}),
+        ...(this.opts.pid !== undefined ? { pid: this.opts.pid } : {}),
+      },
       exclusive,
     );
   }

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { blobId, deriveKey, open, seal, SEAL_OVERHEAD } from '../src/repo/crypto.js';
+import { IntegrityError } from '../src/repo/errors.js';
+import { maybeCompressSync, decompressSync } from '../src/repo/compress.js';
+
+describe('crypto', () => {
+  const key = randomBytes(32);
+
+  it('seal/open round trips, with a fresh nonce each time', () => {
+    const msg = Buffer.from('the quick brown fox');
+    const a = seal(key, msg);
+    const b = seal(key, msg);
+    assert.equal(a.length, msg.length + SEAL_OVERHEAD);
+    assert.notDeepEqual(a, b);
+    assert.deepEqual(open(key, a, 'x'), msg);
+    assert.deepEqual(open(key, seal(key, Buffer.alloc(0)), 'x'), Buffer.alloc(0));
+  });
+
+  it('detects tampering in nonce, body and tag, and a wrong key', () => {
+    const sealed = seal(key, randomBytes(1000));
+    for (const pos of [0, 11, 12, 500, sealed.length - 1]) {
+      const t = Buffer.from(sealed);
+      t[pos]! ^= 1;
+      assert.throws(() => open(key, t, 'blob X'), (e: unknown) => e instanceof IntegrityError && /blob X/.test(e.message));
+    }
+    assert.throws(() => open(randomBytes(32), sealed, 'y'), IntegrityError);
+    assert.throws(() => open(key, sealed.subarray(0, 10), 'short'), IntegrityError);
+  });
+
+  it('binds associated data', () => {
+    const s = seal(key, Buffer.from('snap'), Buffer.from('id-1'));
+    assert.deepEqual(open(key, s, 'x', Buffer.from('id-1')).toString(), 'snap');
+    assert.throws(() => open(key, s, 'x', Buffer.from('id-2')), IntegrityError);
+  });
+
+  it('blob ids are keyed: the same content has different ids under different keys', () => {
+    const data = Buffer.from('a known file');
+    assert.equal(blobId(key, data), blobId(key, data));
+    assert.notEqual(blobId(key, data), blobId(randomBytes(32), data));
+    assert.match(blobId(key, data), /^[0-9a-f]{64}$/);
+  });
+
+  it('scrypt derives the same key for the same passphrase and salt, another for another passphrase', async () => {
+    const salt = randomBytes(32);
+    const p = { N: 1024, r: 8, p: 1 };
+    const a = await deriveKey('pass', salt, p);
+    assert.deepEqual(await deriveKey('pass', salt, p), a);
+    assert.notDeepEqual(await deriveKey('pass2', salt, p), a);
+  });
+
+  it('compression: skipped for random data, used for text, round trips', () => {
+    assert.equal(maybeCompressSync(randomBytes(1 << 20)), null);
+    const text = Buffer.from('lorem ipsum dolor sit amet '.repeat(40000));
+    const z = maybeCompressSync(text);
+    assert.ok(z && z.length < text.length / 8);
+    assert.deepEqual(decompressSync(z!, text.length), text);
+  });
+});

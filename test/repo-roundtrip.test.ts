@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { WrongPassphraseError, RepoNotFoundError, RepoExistsError, SnapshotNotFoundError } from '../src/repo/errors.js';
+import { Repository, type RepoOptions } from '../src/repo/repository.js';
+import type { Tree, TreeEntry } from '../src/repo/types.js';
+import { LocalStore } from '../src/store/local-store.js';
+import { FakeClock } from './helpers/fake-clock.js';
+
+const PASS = 'correct horse battery staple';
+const opts = (clock = new FakeClock('2025-01-01T00:00:00Z')): RepoOptions => ({ clock, workers: 2, kdf: { N: 1024, r: 8, p: 1 } });
+
+/** Text-like compressible bytes. */
+function textBytes(n: number, seed = 1): Buffer {
+  const words = ['alpha', 'beta', 'gamma', 'delta', 'nightjar', 'backup', 'window', 'chunk', 'pack', 'index'];
+  const parts: string[] = [];
+  let x = seed;
+  let len = 0;
+  while (len < n) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    const w = words[x % words.length]! + (x % 97) + ' ';
+    parts.push(w);
+    len += w.length;
+  }
+  return Buffer.from(parts.join('')).subarray(0, n);
+}
+
+function fileEntry(name: string | Buffer, content: string[], size: number): TreeEntry {
+  return {
+    name: typeof name === 'string' ? Buffer.from(name) : name,
+    type: 'file',
+    mode: 0o100644,
+    uid: 1000,
+    gid: 1000,
+    mtimeNs: 1_700_000_000_123_456_789n,
+    ctimeNs: 1_700_000_000_999_999_999n,
+    size,
+    inode: 2n ** 63n - 5n,
+    dev: 66306n,
+    nlink: 1,
+    content,
+  };
+}
+
+describe('Repository round trip on a local store', () => {
+  let dir: string;
+  let src: string;
+  before(async () => {
+    dir = await fsp.mkdtemp(path.join(tmpdir(), 'nj-repo-'));
+    src = path.join(dir, 'src');
+    await fsp.mkdir(src);
+  });
+  after(() => fsp.rm(dir, { recursive: true, force: true }));
+
+  it('saves files and trees, writes a snapshot, reopens and reads back byte-exact', async () => {
+    const store = new LocalStore(path.join(dir, 'repo'));
+    const repo = await Repository.init(store, PASS, { ...opts(), packSize: 4 * 1024 * 1024 });
+    const files = {
+      'empty': Buffer.alloc(0),
+      'small.txt': Buffer.from('hello nightjar\n'),
+      'text.log': textBytes(9 * 1024 * 1024),
+      'random.bin': randomBytes(6 * 1024 * 1024 + 17),
+    };
+    const entries: TreeEntry[] = [];
+    for (const [name, data] of Object.entries(files)) {
+      await fsp.writeFile(path.join(src, name), data);
+      const r = await repo.saveFile(Buffer.from(path.join(src, name)), {});
+      assert.equal(r.size, data.length);
+      assert.equal(r.bytesRead, data.length);
+      assert.equal(r.changedWhileRead, false);
+      entries.push(fileEntry(name, r.content, data.length));
+    }
+    const odd = Buffer.from([0x66, 0xff, 0xfe, 0x2e, 0x74]); // not UTF-8
+    entries.push({ ...fileEntry(odd, [], 0), type: 'symlink', linkTarget: Buffer.from([0x2e, 0x2e, 0xc3]), content: undefined });
+    const sub: Tree = { entries: [fileEntry('inner', [], 0)] };
+    const subId = await repo.saveTree(sub);
+    entries.push({ ...fileEntry('subdir', [], 0), type: 'dir', content: undefined, subtree: subId });
+    const treeId = await repo.saveTree({ entries });
+    const snap = await repo.saveSnapshot({ tree: treeId, host: 'h', job: 'j', target: 't:x', source: src, tags: ['a'], stats: { files: 4 } });
+    await repo.close();
+
+    const again = await Repository.open(new LocalStore(path.join(dir, 'repo')), PASS, opts());
+    assert.equal(again.id, repo.id);
+    const latest = await again.findSnapshot('latest');
+    assert.equal(latest.id, snap.id);
+    assert.deepEqual(latest.stats, { files: 4 });
+    assert.equal((await again.findSnapshot(snap.id.slice(0, 6))).id, snap.id);
+    const tree = await again.loadTree(latest.tree);
+    assert.equal(tree.entries.length, 6);
+    // Sorted by name bytes; non-UTF-8 names and link targets exact; bigints exact.
+    const names = tree.entries.map((e) => e.name);
+    assert.deepEqual(names, [...names].sort(Buffer.compare));
+    const link = tree.entries.find((e) => e.type === 'symlink')!;
+    assert.deepEqual(link.name, odd);
+    assert.deepEqual(link.linkTarget, Buffer.from([0x2e, 0x2e, 0xc3]));
+    for (const e of tree.entries.filter((x) => x.type === 'file')) {
+      assert.equal(e.inode, 2n ** 63n - 5n);
+      assert.equal(e.mtimeNs, 1_700_000_000_123_456_789n);
+      const parts: Buffer[] = [];
+      await again.readFileContent(e.content!, async (c) => void parts.push(c));
+      assert.ok(Buffer.concat(parts).equals(files[e.name.toString() as keyof typeof files]), e.name.toString());
+    }
+    const dirEntry = tree.entries.find((e) => e.type === 'dir')!;
+    assert.deepEqual((await again.loadTree(dirEntry.subtree!)).entries[0]!.name, Buffer.from('inner'));
+    const report = await again.check({ readData: true });
+    assert.deepEqual(report.problems, []);
+    assert.ok(report.ok);
+    assert.deepEqual(report.unreferencedPacks, []);
+    await again.close();
+  });
+
+  it('a wrong passphrase gets WrongPassphraseError with a clear message', async () => {
+    await assert.rejects(Repository.open(new LocalStore(path.join(dir, 'repo')), 'nope', opts()), (e: unknown) => {
+      assert.ok(e instanceof WrongPassphraseError);
+      assert.match(e.message, /wrong passphrase/);
+      return true;
+    });
+  });
+
+  it('open of an empty store is RepoNotFoundError; init twice is RepoExistsError; openOrInit does both', async () => {
+    const store = new LocalStore(path.join(dir, 'other'));
+    await assert.rejects(Repository.open(store, PASS, opts()), RepoNotFoundError);
+    const a = await Repository.openOrInit(store, PASS, opts());
+    assert.equal(a.created, true);
+    await assert.rejects(Repository.init(store, PASS, opts()), RepoExistsError);
+    const b = await Repository.openOrInit(store, PASS, opts());
+    assert.equal(b.created, false);
+    assert.equal(b.repo.id, a.repo.id);
+    await assert.rejects(b.repo.findSnapshot('latest'), SnapshotNotFoundError);
+    await a.repo.close();
+    await b.repo.close();
+  });
+
+  it('dedups: the same file twice adds no new blob bytes; compression is skipped for random data', async () => {
+    const store = new LocalStore(path.join(dir, 'dedup'));
+    const repo = await Repository.init(store, PASS, opts());
+    const data = randomBytes(5 * 1024 * 1024);
+    await fsp.writeFile(path.join(src, 'a.bin'), data);
+    await fsp.writeFile(path.join(src, 'b.bin'), data);
+    const a = await repo.saveFile(Buffer.from(path.join(src, 'a.bin')), {});
+    assert.equal(a.bytesNew, data.length);
+    // Random data is stored uncompressed: sealed size = raw + 28 bytes per blob.
+    assert.equal(a.bytesWritten, data.length + 28 * a.content.length);
+    const b = await repo.saveFile(Buffer.from(path.join(src, 'b.bin')), {});
+    assert.deepEqual(b.content, a.content);
+    assert.equal(b.bytesNew, 0);
+    assert.equal(b.bytesWritten, 0);
+    await repo.flush();
+    for (const id of a.content) assert.ok(repo.hasBlob(id));
+    // A reopened repository dedups against the index.
+    await repo.close();
+    const again = await Repository.open(store, PASS, opts());
+    const c = await again.saveFile(Buffer.from(path.join(src, 'a.bin')), {});
+    assert.equal(c.bytesNew, 0);
+    // Text compresses.
+    await fsp.writeFile(path.join(src, 't.txt'), textBytes(3 * 1024 * 1024, 7));
+    const t = await again.saveFile(Buffer.from(path.join(src, 't.txt')), {});
+    assert.ok(t.bytesWritten < t.bytesNew / 2, `${t.bytesWritten} vs ${t.bytesNew}`);
+    await again.close();
+  });
+
+  it('concurrent saveFile of identical files stores each blob once', async () => {
+    const store = new LocalStore(path.join(dir, 'conc'));
+    const repo = await Repository.init(store, PASS, opts());
+    const data = randomBytes(3 * 1024 * 1024);
+    const paths = [0, 1, 2, 3].map((i) => path.join(src, `same${i}`));
+    await Promise.all(paths.map((p) => fsp.writeFile(p, data)));
+    const rs = await Promise.all(paths.map((p) => repo.saveFile(Buffer.from(p), {})));
+    assert.equal(rs.reduce((s, r) => s + r.bytesNew, 0), data.length);
+    await repo.flush();
+    const report = await repo.check({ readData: true });
+    assert.ok(report.ok);
+    assert.equal(report.blobs, rs[0]!.content.length);
+    await repo.close();
+  });
+
+  it('saveFile rejects with the fs error for a missing file, and the repository stays usable', async () => {
+    const repo = await Repository.init(new LocalStore(path.join(dir, 'err')), PASS, opts());
+    await assert.rejects(repo.saveFile(Buffer.from(path.join(src, 'nope')), {}), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+    await assert.rejects(repo.saveFile(Buffer.from(src), {}), (e: NodeJS.ErrnoException) => e.code === 'EISDIR');
+    const r = await repo.saveFile(Buffer.from(path.join(src, 'small.txt')), {});
+    assert.equal(r.size, 15);
+    await repo.close();
+  });
+
+  it('saveFile honours the gate and the abort signal', async () => {
+    const repo = await Repository.init(new LocalStore(path.join(dir, 'gate')), PASS, opts());
+    await fsp.writeFile(path.join(src, 'g.bin'), randomBytes(4 * 1024 * 1024));
+    let gated = 0;
+    const r = await repo.saveFile(Buffer.from(path.join(src, 'g.bin')), { gate: async () => void gated++ });
+    assert.equal(gated, r.content.length);
+    const ac = new AbortController();
+    const p = repo.saveFile(Buffer.from(path.join(src, 'text.log')), {
+      signal: ac.signal,
+      gate: async () => ac.abort(new Error('suspended')),
+    });
+    await assert.rejects(p, /suspended/);
+    await repo.flush();
+    assert.ok((await repo.check({})).ok);
+    await repo.close();
+  });
+});
