@@ -8,6 +8,14 @@ import { runCli, startCli, tempDir } from './helpers/cli.js';
 
 const FIXTURES = new URL('../../test/fixtures/cfg/', import.meta.url).pathname;
 
+/** create-node DIR, then let its status page pick a free port so tests never collide. */
+async function createTestNode(dir: string): Promise<void> {
+  const r = await runCli(['create-node', dir]);
+  assert.equal(r.code, 0, r.stderr);
+  const cfgFile = join(dir, 'node.cfg');
+  await writeFile(cfgFile, (await readFile(cfgFile, 'utf8')).replace(/^\[node\]$/m, '[node]\nweb.port = 0'));
+}
+
 let root: string;
 let cleanup: () => Promise<void>;
 before(async () => ({ dir: root, cleanup } = await tempDir('nightjar-cli-')));
@@ -76,6 +84,13 @@ describe('start', () => {
     await node.waitFor(/created one/);
     await node.waitFor(/started in/);
     assert.ok(existsSync(join(dir, 'nightjar.pid')));
+    const link = (await node.waitFor(/open the status page: \S+/)).split(': ')[1]!;
+    const token = (await readFile(join(dir, 'private', 'api_auth_token'), 'utf8')).trim();
+    const login = await fetch(link, { redirect: 'manual' });
+    assert.equal(login.status, 303, 'the printed login link works');
+    const page = await fetch(new URL('/', link), { headers: { cookie: login.headers.get('set-cookie')!.split(';')[0]! } });
+    assert.equal(page.status, 200);
+    assert.ok(!(await readFile(join(dir, 'logs', 'nightjar.log'), 'utf8')).includes(token), 'the token stays out of the log file');
 
     const second = await runCli(['start', '-d', dir]);
     assert.equal(second.code, 1);
@@ -92,6 +107,7 @@ describe('start', () => {
 
   test('SIGINT also stops cleanly', async () => {
     const dir = join(root, 'sigint');
+    await createTestNode(dir);
     const node = startCli(['start', '-d', dir]);
     await node.waitFor(/started in/);
     node.child.kill('SIGINT');
@@ -100,7 +116,7 @@ describe('start', () => {
 
   test('recovers from a stale lock file left by a dead process', async () => {
     const dir = join(root, 'stale');
-    assert.equal((await runCli(['create-node', dir])).code, 0);
+    await createTestNode(dir);
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
     await writeFile(join(dir, 'nightjar.pid'), `${dead.stdout}\n`);
     const node = startCli(['start', '-d', dir]);
@@ -113,7 +129,7 @@ describe('start', () => {
 
   test('SIGHUP with a broken node.cfg keeps the old config running; a fixed one is reloaded', async () => {
     const dir = join(root, 'hup');
-    assert.equal((await runCli(['create-node', dir])).code, 0);
+    await createTestNode(dir);
     const cfgFile = join(dir, 'node.cfg');
     const good = await readFile(cfgFile, 'utf8');
     const node = startCli(['start', '-d', dir]);

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { ConfigError, formatProblem } from '../config/config.js';
 import { createNode } from '../create-node.js';
-import { startNode } from '../daemon.js';
+import { startNode, type RunningNode } from '../daemon.js';
 import { nodeDirLayout } from '../node-dir.js';
 import { NodeDirLockedError } from '../pid-lock.js';
 import { nodeDirOption } from './options.js';
@@ -22,9 +22,31 @@ export function registerStart(program: Command, env: CliEnv): void {
         await createNode(layout, []);
         env.stdout.write(`no node in ${layout.root} yet: created one (edit ${layout.configFile} to add backup jobs)\n`);
       }
-      let node;
+      // Signal handlers go in first: a SIGTERM that arrives while the node is still
+      // starting must stop it cleanly once it is up, not kill it half-started.
+      let node: RunningNode | null = null;
+      let pendingStop: NodeJS.Signals | null = null;
+      const onStop = (signal: NodeJS.Signals) => {
+        if (!node) {
+          pendingStop ??= signal;
+          return;
+        }
+        const running = node;
+        const deadline = setTimeout(() => {
+          running.log.error(`stop took longer than ${STOP_DEADLINE_MS / 1000} s; exiting`);
+          process.exit(EXIT.failure);
+        }, STOP_DEADLINE_MS);
+        deadline.unref();
+        void running.stop(signal);
+      };
+      const onReload = () => void node?.reload();
+      process.on('SIGINT', onStop);
+      process.on('SIGTERM', onStop);
+      process.on('SIGHUP', onReload);
       try {
         node = await startNode(layout, { clock: env.clock, out: env.stdout });
+        if (pendingStop) onStop(pendingStop);
+        await node.stopped;
       } catch (err) {
         if (err instanceof ConfigError) {
           const lines = err.problems.map((p) => `  ${formatProblem(p)}`);
@@ -32,22 +54,10 @@ export function registerStart(program: Command, env: CliEnv): void {
         }
         if (err instanceof NodeDirLockedError) throw new CliExit(EXIT.failure, err.message);
         throw err;
+      } finally {
+        process.off('SIGINT', onStop);
+        process.off('SIGTERM', onStop);
+        process.off('SIGHUP', onReload);
       }
-      const onStop = (signal: NodeJS.Signals) => {
-        const deadline = setTimeout(() => {
-          node.log.error(`stop took longer than ${STOP_DEADLINE_MS / 1000} s; exiting`);
-          process.exit(EXIT.failure);
-        }, STOP_DEADLINE_MS);
-        deadline.unref();
-        void node.stop(signal);
-      };
-      const onReload = () => void node.reload();
-      process.on('SIGINT', onStop);
-      process.on('SIGTERM', onStop);
-      process.on('SIGHUP', onReload);
-      await node.stopped;
-      process.off('SIGINT', onStop);
-      process.off('SIGTERM', onStop);
-      process.off('SIGHUP', onReload);
     });
 }
