@@ -444,12 +444,12 @@ export class Repository {
     return plain;
   }
 
-  /** Streams a file's blobs in order to `write`, reading up to 4 blobs ahead. */
+  /** Streams a file's blobs in order to `write`, reading up to 2 blobs ahead (memory: ≤ 3 chunks of ≤ 4 MiB per file). */
   async readFileContent(content: string[], write: (chunk: Buffer) => Promise<void>): Promise<void> {
     const ahead: Promise<Buffer>[] = [];
     let next = 0;
     const fill = () => {
-      while (next < content.length && ahead.length < 4) {
+      while (next < content.length && ahead.length < 2) {
         const p = this.readBlob(content[next++]!);
         p.catch(() => {});
         ahead.push(p);
