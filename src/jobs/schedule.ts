@@ -10,9 +10,9 @@
  *   it never completed), computed with `new Cron(expr, { timezone, paused: true }).nextRun()`
  *   (never croner's own timers, which read the wall clock). Overdue = due now, once.
  * - Windows: a due time outside the allowed windows moves to the next window opening.
- * - Anti-drift (frequency only): a due time that falls inside a window no later than
- *   `ANTI_DRIFT_FRACTION` of the frequency after that window opened counts as due at the
- *   opening. A weekly job that ran 22:00-23:10 is next due at 23:10 a week later; without
+ * - Anti-drift (frequency only): a due time no later than `ANTI_DRIFT_FRACTION` of the
+ *   frequency after the latest window opening before it counts as due at that opening
+ *   (then moved to now / the next window as usual). A weekly job that ran 22:00-23:10 is next due at 23:10 a week later; without
  *   this it would start at 23:10, then 00:20, … (the drift kopia and restic users report).
  *   The opening must come after the last completion, so a job never runs twice in a window
  *   because of this rule; it starts early by at most 10 % of its period.
@@ -20,7 +20,7 @@
 import { Cron } from 'croner';
 import type { JobConfig } from '../node/config/types.js';
 import { durationText } from './eta.js';
-import { currentWindow, localTimeText, nextAllowedAt, nextWindowOpen, windowText } from './windows.js';
+import { localTimeText, nextAllowedAt, nextWindowOpen, previousWindowOpen, windowText } from './windows.js';
 
 /** Share of the frequency by which a run may start early to stay on its window's opening. */
 export const ANTI_DRIFT_FRACTION = 0.1;
@@ -99,18 +99,15 @@ export function nextRunAt(job: SchedulableJob, lastCompletedAt: Date | null, now
 
   // Anti-drift: due shortly after a window opened (after the last completion) → the opening.
   if (!job.schedule && lastCompletedAt && job.frequencyMs) {
-    const w = currentWindow(windows, tz, due);
+    const opening = previousWindowOpen(windows, tz, due);
     if (
-      w?.openedAt &&
-      w.openedAt.getTime() > lastCompletedAt.getTime() &&
-      due.getTime() - w.openedAt.getTime() <= job.frequencyMs * ANTI_DRIFT_FRACTION &&
-      due.getTime() > now.getTime()
+      opening &&
+      opening.getTime() > lastCompletedAt.getTime() &&
+      opening.getTime() < due.getTime() &&
+      due.getTime() - opening.getTime() <= job.frequencyMs * ANTI_DRIFT_FRACTION
     ) {
-      const early = w.openedAt.getTime() > now.getTime() ? w.openedAt : now;
-      if (early.getTime() < due.getTime()) {
-        reason += `; starts at the window opening ${fmt(tz, w.openedAt, now)} to keep its rhythm`;
-        return { at: early, dueAt: due, reason, waitsForWindow: false };
-      }
+      reason += `; counted from the window opening ${fmt(tz, opening, now)} to keep its rhythm`;
+      wanted = opening.getTime() > now.getTime() ? opening : now;
     }
   }
 

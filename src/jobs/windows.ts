@@ -268,6 +268,18 @@ export function nextWindowOpen(set: WindowSet, tz: string, at: Date): NextWindow
 }
 
 /**
+ * The opening of the latest (merged) window that opened at or before `at`, looking back up
+ * to a week; null for an always-open set or when none opened in that week.
+ */
+export function previousWindowOpen(set: WindowSet, tz: string, at: Date): Date | null {
+  if (isAlwaysOpen(set, tz)) return null;
+  const t = at.getTime();
+  const spans = mergedSpans(set, tz, t - 8 * DAY_MS, t).filter((x) => x.open <= t && t - x.open <= WEEK_MS);
+  const last = spans[spans.length - 1];
+  return last ? new Date(last.open) : null;
+}
+
+/**
  * The earliest instant at or after `at` inside a window: `at` itself when inside one, else
  * the next opening. Null only when the set never opens.
  */
