@@ -16,7 +16,7 @@ export interface RestoreRepository {
    * Streams a file's content: calls `write` with each chunk's plain bytes, in order,
    * awaiting it before decrypting the next (so memory stays bounded by one chunk).
    */
-  readFileContent(content: readonly string[], write: (chunk: Buffer) => Promise<void> | void): Promise<void>;
+  readFileContent(content: string[], write: (chunk: Buffer) => Promise<void>): Promise<void>;
 }
 
 export interface RestoreOptions {
@@ -135,7 +135,7 @@ export async function restoreSnapshot(
     await r.applyMeta(Buffer.from(dest), target.entry, target.path, true);
   } else {
     const pending: Promise<void>[] = [];
-    await r.restoreEntry(target.entry, Buffer.from(dest), target.path, pending);
+    await r.restoreEntry(target.entry, Buffer.concat([Buffer.from(dest), SLASH, target.entry.name]), target.path, pending);
     await Promise.all(pending);
   }
   await r.finish();
@@ -310,19 +310,39 @@ class Restorer {
     try {
       let pos = 0;
       let end = 0;
-      await this.repo.readFileContent(e.content ?? [], async (chunk) => {
+      const write = async (chunk: Buffer, times: number) => {
         this.checkAbort();
-        if (!this.isZero(chunk)) {
-          let off = 0;
-          while (off < chunk.length) {
-            const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, pos + off);
-            off += bytesWritten;
+        if (this.isZero(chunk)) pos += chunk.length * times;
+        else {
+          for (let t = 0; t < times; t++) {
+            let off = 0;
+            while (off < chunk.length) {
+              const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, pos + off);
+              off += bytesWritten;
+            }
+            pos += chunk.length;
           }
-          end = pos + chunk.length;
+          end = pos;
         }
-        pos += chunk.length;
-        this.stats.bytes += chunk.length;
-      });
+        this.stats.bytes += chunk.length * times;
+      };
+      // Runs of one blob (zeros of a sparse file or a disk image, repeated records) are
+      // read and decrypted once per run.
+      const content = e.content ?? [];
+      let i = 0;
+      while (i < content.length) {
+        let j = i;
+        while (j < content.length && content[j] === content[i]) j++;
+        if (j - i > 1) {
+          const times = j - i;
+          await this.repo.readFileContent([content[i]!], (chunk) => write(chunk, times));
+        } else {
+          // Let the repository read ahead across a stretch of distinct blobs.
+          while (j < content.length && (j + 1 >= content.length || content[j + 1] !== content[j])) j++;
+          await this.repo.readFileContent(content.slice(i, j), (chunk) => write(chunk, 1));
+        }
+        i = j;
+      }
       // Trailing zeros were skipped (holes): extend to the full size.
       if (pos > end) await fh.truncate(pos);
       if (this.ownership) await fh.chown(e.uid, e.gid).catch(() => {});
