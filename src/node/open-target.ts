@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { Repository } from '../repo/repository.js';
+import type { Snapshot } from '../repo/types.js';
 import { LocalStore } from '../store/local-store.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from './clock.js';
@@ -173,4 +174,83 @@ export function parseAsOf(text: string): Date {
     throw new CliExit(EXIT.usage, `--as-of: found "${text}", expected a date (2024-05-01) or a date and time (2024-05-01T22:00)`);
   }
   return new Date(ms);
+}
+
+/**
+ * Finds a snapshot across the targets (`job`'s target with `job`, else all) and runs
+ * `fn` with its open repository. `ref` is an id, a unique id prefix or `latest` (newest,
+ * of `job` when given); with `asOf`, the newest snapshot at or before that time (of `job`
+ * when given) regardless of `ref`. Not found or ambiguous: CliExit(failure).
+ */
+export async function withSnapshot<T>(
+  config: NodeConfig,
+  ref: string,
+  opts: { job?: string; asOf?: Date; clock: Clock; workers?: number },
+  fn: (opened: OpenedTarget, snapshot: Snapshot) => Promise<T>,
+): Promise<T> {
+  type Found = { target: TargetConfig; snapshot: Snapshot; opened: OpenedTarget };
+  const matches: Found[] = [];
+  const openedAll: OpenedTarget[] = [];
+  const closeAll = async (keep?: OpenedTarget) => {
+    for (const o of openedAll) {
+      if (o === keep) continue;
+      await o.repo.close().catch(() => {});
+      await o.store.close().catch(() => {});
+    }
+  };
+  try {
+    for (const target of targetsFor(config, opts.job)) {
+      if (target.kind !== 'local') continue;
+      // Each target is opened once (the key derivation is the slow part) and kept for fn.
+      const opened = await openTarget(target, { clock: opts.clock, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+      openedAll.push(opened);
+      for (const s of await opened.repo.listSnapshots()) {
+        if (opts.job !== undefined && s.job !== opts.job) continue;
+        if (opts.asOf) {
+          if (Date.parse(s.time) <= opts.asOf.getTime()) matches.push({ target, snapshot: s, opened });
+        } else if (ref === 'latest' || s.id === ref || (ref.length > 0 && s.id.startsWith(ref.toLowerCase()))) {
+          matches.push({ target, snapshot: s, opened });
+        }
+      }
+    }
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  const scope = opts.job ? ` of job ${opts.job}` : '';
+  let chosen: Found | undefined;
+  try {
+    if (opts.asOf || ref === 'latest') {
+      for (const m of matches) if (!chosen || m.snapshot.time > chosen.snapshot.time) chosen = m;
+      if (!chosen) {
+        throw new CliExit(
+          EXIT.failure,
+          opts.asOf ? `no snapshot${scope} at or before ${opts.asOf.toISOString()}` : `no snapshots${scope}`,
+        );
+      }
+    } else {
+      const exact = matches.find((m) => m.snapshot.id === ref);
+      if (exact) chosen = exact;
+      else if (matches.length === 1) chosen = matches[0];
+      else if (matches.length === 0) throw new CliExit(EXIT.failure, `no snapshot${scope} matches "${ref}" (see: nightjar snapshots)`);
+      else {
+        throw new CliExit(
+          EXIT.failure,
+          `"${ref}" is ambiguous: it matches ${matches.length} snapshots (${matches
+            .slice(0, 5)
+            .map((m) => m.snapshot.id.slice(0, 12))
+            .join(', ')}); give more of the id`,
+        );
+      }
+    }
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  const found = chosen!;
+  try {
+    return await fn(found.opened, found.snapshot);
+  } finally {
+    await closeAll();
+  }
 }

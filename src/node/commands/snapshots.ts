@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import { formatBytes, formatCount } from '../../jobs/report.js';
+import { statsFromJson } from '../../jobs/run-stats.js';
+import type { Snapshot } from '../../repo/types.js';
+import { type CliEnv } from '../cli-env.js';
+import { nodeDirLayout } from '../node-dir.js';
+import { loadNodeConfig, targetsFor, TargetNotSupportedError, withTarget } from '../open-target.js';
+import { nodeDirOption } from './options.js';
+
+/**
+ * `nightjar snapshots [--job JOB] [--json]`: every snapshot in the targets the node's
+ * jobs use (or the job's target), oldest first. Targets that cannot be opened are named
+ * on stderr and skipped. `--json`: an array of snapshots with their target alias.
+ */
+export function registerSnapshots(program: Command, env: CliEnv): void {
+  program
+    .command('snapshots')
+    .description('list snapshots')
+    .addOption(nodeDirOption())
+    .option('--job <job>', 'only snapshots of JOB (from its target)')
+    .option('--json', 'print JSON on stdout')
+    .action(async (opts: { nodeDirectory: string; job?: string; json?: boolean }) => {
+      const layout = nodeDirLayout(opts.nodeDirectory);
+      const config = await loadNodeConfig(layout);
+      const rows: (Snapshot & { targetAlias: string })[] = [];
+      for (const target of targetsFor(config, opts.job)) {
+        try {
+          await withTarget(target, { clock: env.clock, workers: 1 }, async ({ repo }) => {
+            for (const s of await repo.listSnapshots()) {
+              if (opts.job === undefined || s.job === opts.job) rows.push({ ...s, targetAlias: target.alias });
+            }
+          });
+        } catch (err) {
+          if (err instanceof TargetNotSupportedError) {
+            env.stderr.write(`nightjar: skipping ${err.message}\n`);
+            continue;
+          }
+          throw err;
+        }
+      }
+      rows.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+      if (opts.json) {
+        env.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+        return;
+      }
+      if (rows.length === 0) {
+        env.stdout.write('no snapshots\n');
+        return;
+      }
+      const lines = [['ID', 'TIME', 'JOB', 'HOST', 'TARGET', 'FILES', 'SIZE', 'SOURCE']];
+      for (const s of rows) {
+        const st = statsFromJson(s.stats);
+        lines.push([
+          s.id.slice(0, 12),
+          s.time.replace(/\.\d+Z$/, 'Z'),
+          s.job,
+          s.host,
+          s.targetAlias,
+          st?.filesTotal !== undefined ? formatCount(st.filesTotal) : '?',
+          st?.bytesTotal !== undefined ? formatBytes(st.bytesTotal) : '?',
+          s.source,
+        ]);
+      }
+      env.stdout.write(table(lines));
+      env.stdout.write(`${rows.length} snapshot${rows.length === 1 ? '' : 's'}\n`);
+    });
+}
+
+/** Left-aligned columns separated by two spaces. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
