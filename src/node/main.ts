@@ -4,6 +4,11 @@ import { systemClock } from './clock.js';
 import { CliExit, EXIT, type CliEnv } from './cli-env.js';
 import { registerCreateNode } from './commands/create-node.js';
 import { registerStart } from './commands/start.js';
+import { registerRunJob } from './commands/run-job.js';
+import { registerSnapshots } from './commands/snapshots.js';
+import { registerLs } from './commands/ls.js';
+import { registerRestore } from './commands/restore.js';
+import { registerCheck } from './commands/check.js';
 
 const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
 
@@ -21,6 +26,11 @@ export function buildProgram(env: CliEnv): Command {
     .exitOverride();
   registerCreateNode(program, env);
   registerStart(program, env);
+  registerRunJob(program, env);
+  registerSnapshots(program, env);
+  registerLs(program, env);
+  registerRestore(program, env);
+  registerCheck(program, env);
   // Commander's exitOverride applies per command; subcommands inherit it when set first.
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;
