@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { backup, jobSpec, openBackupEnv, type BackupEnv } from './helpers/backup-env.js';
+import { removeDir, tempDir } from './helpers/fixture-tree.js';
+
+const MiB = 1024 * 1024;
+
+describe('deduplication', () => {
+  let dir: string;
+  let src: string;
+  let env: BackupEnv;
+  before(async () => {
+    dir = await tempDir();
+    src = join(dir, 'src');
+    await mkdir(src);
+    const fh = await open(join(src, 'big.bin'), 'w');
+    for (let i = 0; i < 100; i++) await fh.write(randomBytes(MiB));
+    await fh.close();
+    env = await openBackupEnv(dir);
+    const first = await backup(env, jobSpec(src));
+    assert.equal(first.status, 'complete');
+    assert.ok(first.stats.bytesNew >= 100 * MiB);
+  });
+  after(async () => {
+    await env.close();
+    await removeDir(dir);
+  });
+
+  it('a copied 100 MiB file adds less than 1% new data', async () => {
+    await copyFile(join(src, 'big.bin'), join(src, 'copy.bin'));
+    const r = await backup(env, jobSpec(src));
+    assert.equal(r.status, 'complete');
+    assert.equal(r.stats.filesNew, 1);
+    assert.equal(r.stats.bytesRead, 100 * MiB, 'only the copy is read');
+    assert.ok(r.stats.bytesNew < 1 * MiB, `bytesNew ${r.stats.bytesNew}`);
+  });
+
+  it('a 1 MiB edit in the middle of it adds less than 5 MiB', async () => {
+    const fh = await open(join(src, 'copy.bin'), 'r+');
+    await fh.write(randomBytes(MiB), 0, MiB, 50 * MiB + 12345);
+    await fh.close();
+    const r = await backup(env, jobSpec(src));
+    assert.equal(r.status, 'complete');
+    assert.equal(r.stats.filesChanged, 1);
+    assert.ok(r.stats.bytesNew < 5 * MiB, `bytesNew ${r.stats.bytesNew}`);
+    assert.ok(r.stats.bytesWritten < 5.5 * MiB, `bytesWritten ${r.stats.bytesWritten}`);
+  });
+});
