@@ -211,6 +211,8 @@ interface Entry {
   /** Completion of a run seen finishing here: a floor under the store's value. */
   seenCompletedAt: Date | null;
   plan: NextRun | null;
+  /** Inputs `plan` was computed from (last completion, notBefore). */
+  planKey: string | null;
   planError: string | null;
   waitingSince: number | null;
   /** Last waiting/scheduled announcement, so each is said once. */
@@ -261,6 +263,7 @@ export class Scheduler {
       lastError: null,
       seenCompletedAt: null,
       plan: null,
+      planKey: null,
       planError: null,
       waitingSince: null,
       announced: null,
@@ -496,7 +499,7 @@ export class Scheduler {
         e,
         'waiting_slot',
         'slot',
-        `${e.job.name} waiting for a free slot (${this.liveRuns()} of ${this.maxConcurrent} jobs running)`,
+        () => `${e.job.name} waiting for a free slot (${this.liveRuns()} of ${this.maxConcurrent} jobs running)`,
       );
     }
     return wakeAt;
@@ -558,11 +561,18 @@ export class Scheduler {
       if (!at) throw new RangeError(`allowed_times "${set.spec}" never opens`);
       plan = { at, dueAt: now, reason: 'run now requested by owner', waitsForWindow: at.getTime() > now.getTime() };
     } else {
-      plan = nextRunAt(e.job, last, now);
-      if (e.notBefore && e.notBefore.getTime() > plan.at.getTime()) {
-        const at = nextAllowedAt(set, tz, e.notBefore) ?? e.notBefore;
-        plan = { ...plan, at, reason: `${plan.reason}; held until ${this.when(e, e.notBefore, now)} after the last ${e.lastOutcome ?? 'attempt'}` };
+      // The plan depends on `now` only once it is reached, so an unchanged one is reused.
+      const key = `${last?.getTime() ?? '-'}|${e.notBefore?.getTime() ?? '-'}`;
+      if (e.plan && e.planKey === key && e.plan.at.getTime() > now.getTime()) {
+        plan = e.plan;
+      } else {
+        plan = nextRunAt(e.job, last, now);
+        if (e.notBefore && e.notBefore.getTime() > plan.at.getTime()) {
+          const at = nextAllowedAt(set, tz, e.notBefore) ?? e.notBefore;
+          plan = { ...plan, at, waitsForWindow: false, reason: `${plan.reason}; held until ${this.when(e, e.notBefore, now)} after the last ${e.lastOutcome ?? 'attempt'}` };
+        }
       }
+      e.planKey = key;
     }
     e.plan = plan;
     const at = plan.at.getTime();
@@ -572,16 +582,13 @@ export class Scheduler {
     }
     if (plan.waitsForWindow && plan.dueAt.getTime() <= now.getTime()) {
       if (e.state !== 'waiting_window') e.state = transition(this.toIdle(e), 'waiting_window');
-      const next = nextWindowOpen(set, tz, now);
-      this.announce(
-        e,
-        'waiting_window',
-        `w${at}`,
-        `${e.job.name} waiting for window at ${this.when(e, plan.at, now)}` + (next ? ` (next window ${windowText(tz, next)})` : ''),
-      );
+      this.announce(e, 'waiting_window', `w${at}`, () => {
+        const next = nextWindowOpen(set, tz, now);
+        return `${e.job.name} waiting for window at ${this.when(e, plan.at, now)}` + (next ? ` (next window ${windowText(tz, next)})` : '');
+      });
     } else {
       this.toIdle(e);
-      this.announce(e, 'scheduled', `s${at}`, `${e.job.name} next run ${this.when(e, plan.at, now)} (${plan.reason})`);
+      this.announce(e, 'scheduled', `s${at}`, () => `${e.job.name} next run ${this.when(e, plan.at, now)} (${plan.reason})`);
     }
     return at;
   }
@@ -707,11 +714,11 @@ export class Scheduler {
   }
 
   /** Emits an event once per distinct `key` (waiting and scheduled announcements). */
-  private announce(e: Entry, kind: SchedulerEventKind, key: string, text: string): void {
+  private announce(e: Entry, kind: SchedulerEventKind, key: string, text: () => string): void {
     const k = `${kind}:${key}`;
     if (e.announced === k) return;
     e.announced = k;
-    this.event(e, kind, text, kind === 'scheduled' ? null : 'info');
+    this.event(e, kind, text(), kind === 'scheduled' ? null : 'info');
   }
 
   private event(e: Entry | null, kind: SchedulerEventKind, text: string, level: 'info' | 'warn' | 'error' | null = 'info'): void {
@@ -728,10 +735,10 @@ export class Scheduler {
     return localTimeText(e.job.timezone, at);
   }
 
-  /** `22:00` within the next 20 h, else `Thu 22:00` (or with the date beyond six days). */
+  /** `22:00` within the next 24 h, else `Thu 22:00` (or with the date beyond six days). */
   private when(e: Entry, at: Date, now: Date): string {
     const d = at.getTime() - now.getTime();
-    if (d >= 0 && d < 20 * 3_600_000) return localTimeText(e.job.timezone, at);
+    if (d >= 0 && d < 24 * 3_600_000) return localTimeText(e.job.timezone, at);
     return localTimeText(e.job.timezone, at, Math.abs(d) < 6 * 86_400_000 ? { weekday: true } : { date: true });
   }
 }

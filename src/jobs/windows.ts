@@ -115,6 +115,19 @@ function localParts(tz: string, ms: number): LocalParts {
   return out;
 }
 
+// Messages format the same few instants (last completion, due time, opening) every tick.
+const textCache = new Map<string, LocalParts>();
+function cachedLocalParts(tz: string, ms: number): LocalParts {
+  const key = `${tz}|${ms}`;
+  let p = textCache.get(key);
+  if (!p) {
+    if (textCache.size > 2000) textCache.clear();
+    p = localParts(tz, ms);
+    textCache.set(key, p);
+  }
+  return p;
+}
+
 /** Local wall time minus UTC at instant `ms`, in milliseconds. */
 function offsetAt(tz: string, ms: number): number {
   const whole = Math.floor(ms / 1000) * 1000;
@@ -226,11 +239,19 @@ function mergedSpans(set: WindowSet, tz: string, fromMs: number, toMs: number): 
 /** True when the set has no windows or its windows cover the whole week without a gap. */
 export function isAlwaysOpen(set: WindowSet, tz: string): boolean {
   if (set.windows.length === 0) return true;
-  // Any fixed instant will do: coverage repeats weekly.
-  const probe = Date.UTC(2001, 0, 1, 12);
-  const spans = mergedSpans(set, tz, probe - 8 * DAY_MS, probe + 8 * DAY_MS);
-  return spans.some((s) => s.open <= probe - WEEK_MS && s.close >= probe + WEEK_MS);
+  let perSet = alwaysOpenCache.get(set);
+  if (!perSet) alwaysOpenCache.set(set, (perSet = new Map()));
+  let result = perSet.get(tz);
+  if (result === undefined) {
+    // Any fixed instant will do: coverage repeats weekly.
+    const probe = Date.UTC(2001, 0, 1, 12);
+    const spans = mergedSpans(set, tz, probe - 8 * DAY_MS, probe + 8 * DAY_MS);
+    result = spans.some((s) => s.open <= probe - WEEK_MS && s.close >= probe + WEEK_MS);
+    perSet.set(tz, result);
+  }
+  return result;
 }
+const alwaysOpenCache = new WeakMap<WindowSet, Map<string, boolean>>();
 
 /** Whether instant `at` is inside an allowed window (empty set: always true). */
 export function isInWindow(set: WindowSet, tz: string, at: Date): boolean {
@@ -310,7 +331,7 @@ const WEEKDAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const
  * `date` `Thu 12 Mar 04:10`.
  */
 export function localTimeText(tz: string, at: Date, opts: { weekday?: boolean; date?: boolean } = {}): string {
-  const p = localParts(tz, at.getTime());
+  const p = cachedLocalParts(tz, at.getTime());
   const hm = `${String(p.hour).padStart(2, '0')}:${String(p.minute).padStart(2, '0')}`;
   if (!opts.weekday && !opts.date) return hm;
   const wd = WEEKDAY_NAMES[new Date(Date.UTC(p.year, p.month - 1, p.day)).getUTCDay()]!;
