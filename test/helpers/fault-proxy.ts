@@ -22,6 +22,13 @@ export interface FaultPlan {
    * Content-Range left as the server sent it), which only a length check catches.
    */
   readonly truncateGet?: number;
+  /**
+   * Make the upstream honour `If-None-Match: *` on PUT and on CompleteMultipartUpload
+   * (for upstreams that ignore it, like s3rver): per object path, requests carrying it
+   * are serialised and answered 412 when an unsigned HEAD finds the object. Upstream
+   * must allow anonymous HEAD and must not check the signature of the forwarded request.
+   */
+  readonly enforceIfNoneMatch?: boolean;
   /** Seed of the deterministic fault sequence (default 1). */
   readonly seed?: number;
 }
@@ -32,6 +39,7 @@ export interface FaultCounts {
   slowDown: number;
   reset: number;
   hang: number;
+  preconditionFailed: number;
   truncateCut: number;
   truncateShort: number;
 }
@@ -62,6 +70,9 @@ function rng(seed: number): () => number {
   };
 }
 
+const PRECONDITION_XML =
+  '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>';
+
 const SLOW_DOWN_XML =
   '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>';
 
@@ -74,10 +85,12 @@ export async function startFaultProxy(upstream: string, plan: FaultPlan = {}): P
   const up = new URL(upstream);
   const agent = new http.Agent({ keepAlive: true });
   const sockets = new Set<Socket>();
-  const counts: FaultCounts = { forwarded: 0, status503: 0, slowDown: 0, reset: 0, hang: 0, truncateCut: 0, truncateShort: 0 };
+  const counts: FaultCounts = { forwarded: 0, status503: 0, slowDown: 0, reset: 0, hang: 0, preconditionFailed: 0, truncateCut: 0, truncateShort: 0 };
   let current: FaultPlan = plan;
   let random = rng(plan.seed ?? 1);
   let shortToggle = false;
+  /** enforceIfNoneMatch: the tail of each object path's chain of conditional writes. */
+  const keyChains = new Map<string, Promise<void>>();
 
   const requests: string[] = [];
   const server = http.createServer((req, res) => {
@@ -107,36 +120,81 @@ export async function startFaultProxy(upstream: string, plan: FaultPlan = {}): P
       return; // never answered; close() destroys the socket
     }
     const truncate = req.method === 'GET' && random() < (current.truncateGet ?? 0);
-    counts.forwarded++;
-    const upReq = http.request(
-      { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
-      (upRes) => {
-        const length = Number(upRes.headers['content-length'] ?? -1);
-        const status = upRes.statusCode ?? 502;
-        if (!truncate || (status !== 200 && status !== 206) || length < 2) {
-          res.writeHead(status, upRes.headers);
-          upRes.pipe(res);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        upRes.on('data', (c: Buffer) => chunks.push(c));
-        upRes.on('end', () => {
-          const body = Buffer.concat(chunks);
-          const half = body.subarray(0, Math.floor(body.length / 2));
-          if (status === 206 && (shortToggle = !shortToggle)) {
-            counts.truncateShort++;
-            res.writeHead(status, { ...upRes.headers, 'content-length': half.length });
-            res.end(half);
-          } else {
-            counts.truncateCut++;
+    const url = new URL(req.url ?? '/', 'http://x');
+    const conditional =
+      current.enforceIfNoneMatch &&
+      req.headers['if-none-match'] === '*' &&
+      ((req.method === 'PUT' && !url.searchParams.has('partNumber')) || (req.method === 'POST' && url.searchParams.has('uploadId')));
+    if (conditional) {
+      const previous = keyChains.get(url.pathname) ?? Promise.resolve();
+      const mine = previous.then(
+        () =>
+          new Promise<void>((release) => {
+            const head = http.request({ host: up.hostname, port: up.port, method: 'HEAD', path: url.pathname, agent }, (headRes) => {
+              headRes.resume();
+              if (headRes.statusCode === 200) {
+                counts.preconditionFailed++;
+                req.resume();
+                res.writeHead(412, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(PRECONDITION_XML) });
+                res.end(PRECONDITION_XML);
+                release();
+              } else {
+                forward(release);
+              }
+            });
+            head.on('error', () => {
+              res.socket?.destroy();
+              release();
+            });
+            head.end();
+          }),
+      );
+      keyChains.set(url.pathname, mine);
+      void mine.then(() => {
+        if (keyChains.get(url.pathname) === mine) keyChains.delete(url.pathname);
+      });
+      return;
+    }
+    forward(() => {});
+
+    function forward(done: () => void): void {
+      counts.forwarded++;
+      const upReq = http.request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent },
+        (upRes) => {
+          const length = Number(upRes.headers['content-length'] ?? -1);
+          const status = upRes.statusCode ?? 502;
+          if (!truncate || (status !== 200 && status !== 206) || length < 2) {
             res.writeHead(status, upRes.headers);
-            res.write(half, () => res.socket?.destroy());
+            upRes.pipe(res);
+            upRes.on('end', done);
+            upRes.on('error', done);
+            return;
           }
-        });
-      },
-    );
-    upReq.on('error', () => res.socket?.destroy());
-    req.pipe(upReq);
+          done();
+          const chunks: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => chunks.push(c));
+          upRes.on('end', () => {
+            const body = Buffer.concat(chunks);
+            const half = body.subarray(0, Math.floor(body.length / 2));
+            if (status === 206 && (shortToggle = !shortToggle)) {
+              counts.truncateShort++;
+              res.writeHead(status, { ...upRes.headers, 'content-length': half.length });
+              res.end(half);
+            } else {
+              counts.truncateCut++;
+              res.writeHead(status, upRes.headers);
+              res.write(half, () => res.socket?.destroy());
+            }
+          });
+        },
+      );
+      upReq.on('error', () => {
+        res.socket?.destroy();
+        done();
+      });
+      req.pipe(upReq);
+    }
   });
   server.on('connection', (s: Socket) => {
     sockets.add(s);

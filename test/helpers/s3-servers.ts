@@ -305,6 +305,36 @@ export function runS3StoreSuite(kind: 'swift' | 's3rver', skip: string | null): 
       assert.ok(c.forwarded > 100, JSON.stringify(c));
     });
 
+    if (kind === 's3rver') {
+      // s3rver ignores If-None-Match; a proxy that enforces it stands in for AWS, MinIO,
+      // R2 and the other servers that honour it, so the conditional path runs too.
+      let enforcing: FaultProxy;
+      runStoreContract('s3 on s3rver behind a proxy enforcing If-None-Match (as AWS and MinIO do)', async () => {
+        enforcing = await proxy();
+        enforcing.setPlan({ enforceIfNoneMatch: true });
+        return { store: await open({ prefix: 'conditional', endpoint: enforcing.url }), cleanup: async () => {} };
+      });
+
+      it('uses If-None-Match: * where the server enforces it, for PUTs and multipart uploads, without HEAD first', async () => {
+        const MiB = 1024 * 1024;
+        const store = await open({ endpoint: enforcing.url }, { multipartThresholdBytes: 6 * MiB, partSizeBytes: 5 * MiB });
+        assert.equal(await store.writeOnceModeForTests(), 'if-none-match');
+        const before = enforcing.requests.length;
+        await store.write('data/c/small', Buffer.from('one'));
+        await assert.rejects(store.write('data/c/small', Buffer.from('two')), ObjectExistsError);
+        const big = randomBytes(7 * MiB);
+        await store.write('data/c/big', big);
+        await assert.rejects(store.write('data/c/big', randomBytes(7 * MiB)), ObjectExistsError);
+        assert.deepEqual(await store.read('data/c/big'), big);
+        assert.equal((await store.read('data/c/small')).toString(), 'one');
+        const log = enforcing.requests.slice(before);
+        assert.ok(!log.some((r) => r.startsWith('HEAD ')), log.join('\n'));
+        // The refused multipart upload was aborted, not left behind.
+        assert.ok(log.some((r) => r.startsWith('DELETE ') && r.includes('uploadId=')), log.join('\n'));
+        assert.ok(enforcing.counts.preconditionFailed >= 2 + 7, JSON.stringify(enforcing.counts));
+      });
+    }
+
     it('keeps every object under the prefix and lists only valid names below it', async () => {
       const store = await open({ prefix: 'nested/pre' });
       await store.write('data/ab/x', Buffer.from('x'));
