@@ -309,7 +309,7 @@ describe('Scheduler', () => {
     await t.fake.advance(0);
     assert.equal(t.status('c').lastOutcome, 'cancelled');
     assert.equal(t.status('c').state, 'idle');
-    assert.ok(t.messages('c').some((m) => m.startsWith('b') === false && m.startsWith('c cancelled at 23:00')));
+    assert.ok(t.messages('c').some((m) => m.startsWith('c cancelled at 23:00 after 1h; next run not before 22:00')), t.messages('c').join('\n'));
     await t.fake.advanceTo('2024-05-07T05:59:00Z');
     assert.equal(t.runner.starts.length, 1);
     await t.fake.advanceTo('2024-05-07T20:00:01Z');
@@ -348,6 +348,30 @@ describe('Scheduler', () => {
     );
     await t.fake.advance(HOUR);
     assert.equal(t.status('b').lastOutcome, 'completed');
+  });
+
+  it('a suspended run frees its slot; to resume it waits for one', async () => {
+    const jobs = [
+      jobConfig({ name: 'night', frequencyMs: WEEK, allowedTimes: ws('2200-0800') }),
+      jobConfig({ name: 'day', frequencyMs: WEEK, allowedTimes: ws('0900-2330') }),
+    ];
+    const t = setup({
+      start: '2024-05-06T21:45:00Z', // Mon 23:45: night starts, day's window has closed
+      jobs,
+      max: 1,
+      plans: { night: { units: 20, unitMs: HOUR }, day: { units: 14, unitMs: HOUR } },
+    });
+    await t.fake.advanceTo('2024-05-07T07:00:00Z'); // Tue 09:00
+    assert.equal(t.status('night').state, 'suspended');
+    assert.deepEqual(t.runner.startsOf('day').map((x) => local(x)), ['Tue 09:00'], 'the suspended run does not hold the slot');
+    await t.fake.advanceTo('2024-05-07T20:30:00Z'); // Tue 22:30: night's window is open, day still running
+    assert.equal(t.status('night').state, 'suspended');
+    assert.deepEqual(t.status('night').run?.gateReasons, ['waiting for a free slot']);
+    assert.ok(t.messages('night').some((m) => m.startsWith('night window open, waiting for a free slot to resume')));
+    await t.fake.advanceTo('2024-05-07T21:00:01Z'); // day completes at 23:00
+    assert.equal(t.status('day').lastOutcome, 'completed');
+    assert.equal(t.status('night').state, 'running');
+    assert.ok(t.messages('night').includes('night resumed at 23:00 (window 22:00-08:00)'), t.messages('night').join('\n'));
   });
 
   it('a failing job is retried with backoff and never stops the loop', async () => {

@@ -42,6 +42,7 @@ export const DEFAULT_RETRY_DELAYS_MS: readonly number[] = [5 * 60_000, 15 * 60_0
 /** Gate reasons the scheduler uses. */
 export const GATE_WINDOW = 'window closed';
 export const GATE_PAUSED = 'paused by owner';
+export const GATE_SLOT = 'waiting for a free slot';
 
 /** What a runner gets for one run. */
 export interface JobRunContext {
@@ -114,7 +115,10 @@ export interface SchedulerOptions {
   readonly jobs: readonly JobConfig[];
   readonly store: SchedulerStore;
   readonly runner: JobRunner;
-  /** At most this many runs at once (running or suspended); at least 1. */
+  /**
+   * At most this many runs working at once; at least 1. A suspended run does not count (it
+   * waits, possibly for days); when its window opens it needs a free slot to resume.
+   */
   readonly maxConcurrentJobs: number;
   readonly log?: SchedulerLog;
   /** Every event, synchronously; errors thrown here are ignored. */
@@ -470,10 +474,11 @@ export class Scheduler {
   private async tick(): Promise<number> {
     let wakeAt = Number.POSITIVE_INFINITY;
     const dueNow: Entry[] = [];
+    const resumable: Entry[] = [];
     for (const e of this.entries) {
       const now = this.clock.now();
       try {
-        const next = e.run ? this.tickRun(e, now) : await this.tickIdle(e, now, dueNow);
+        const next = e.run ? this.tickRun(e, now, resumable) : await this.tickIdle(e, now, dueNow);
         if (next !== null && next > now.getTime()) wakeAt = Math.min(wakeAt, next);
         e.planError = null;
       } catch (err) {
@@ -484,12 +489,25 @@ export class Scheduler {
         }
       }
     }
+    // Suspended runs whose window is open again go first: they hold work in memory.
+    resumable.sort((a, b) => (a.run!.suspendedAt?.getTime() ?? 0) - (b.run!.suspendedAt?.getTime() ?? 0) || a.index - b.index);
+    for (const e of resumable) {
+      if (this.stopping) break;
+      const now = this.clock.now();
+      if (this.activeRuns() < this.maxConcurrent) {
+        this.resumeRun(e, now);
+      } else {
+        e.run!.gate.close(GATE_SLOT);
+        e.run!.gate.open(GATE_WINDOW);
+        this.announce(e, 'waiting_slot', 'resume', () => `${e.job.name} window open, waiting for a free slot to resume (${this.activeRuns()} of ${this.maxConcurrent} jobs running)`);
+      }
+    }
     // Free slots go to the jobs that have waited longest, then in config order.
     dueNow.sort((a, b) => (a.waitingSince ?? Infinity) - (b.waitingSince ?? Infinity) || a.index - b.index);
     for (const e of dueNow) {
       if (this.stopping) break;
       const now = this.clock.now();
-      if (this.liveRuns() < this.maxConcurrent) {
+      if (this.activeRuns() < this.maxConcurrent) {
         this.startRun(e, now);
         continue;
       }
@@ -499,21 +517,25 @@ export class Scheduler {
         e,
         'waiting_slot',
         'slot',
-        () => `${e.job.name} waiting for a free slot (${this.liveRuns()} of ${this.maxConcurrent} jobs running)`,
+        () => `${e.job.name} waiting for a free slot (${this.activeRuns()} of ${this.maxConcurrent} jobs running)`,
       );
     }
     return wakeAt;
   }
 
-  /** A job with a live run: apply the window to its gate. Returns the next boundary. */
-  private tickRun(e: Entry, now: Date): number | null {
+  /**
+   * A job with a live run: suspend it when its window closed; when a suspended run's window
+   * is open again, put it on `resumable` (the slot check decides). Returns the next boundary.
+   */
+  private tickRun(e: Entry, now: Date, resumable: Entry[]): number | null {
     const run = e.run!;
     const { allowedTimes: set, timezone: tz } = e.job;
     const windowGates = !run.ignoreWindow && e.job.onWindowClose !== 'finish_job';
     const inWindow = isInWindow(set, tz, now);
     if (windowGates && !inWindow) {
+      run.gate.close(GATE_WINDOW);
+      run.gate.open(GATE_SLOT); // a run waiting for a slot to resume is back to waiting for its window
       if (e.state !== 'suspended') {
-        run.gate.close(GATE_WINDOW);
         run.suspendedAt = now;
         e.state = transition(e.state, 'suspended');
         const progress = this.progress(e);
@@ -527,21 +549,27 @@ export class Scheduler {
       }
       return nextWindowOpen(set, tz, now)?.opensAt.getTime() ?? null;
     }
-    if (e.state === 'suspended') {
-      run.gate.open(GATE_WINDOW);
-      run.suspendedAt = null;
-      e.state = transition(e.state, 'running');
-      const w = currentWindow(set, tz, now);
-      this.event(
-        e,
-        'resumed',
-        `${e.job.name} resumed at ${this.hm(e, now)}` +
-          (run.ignoreWindow ? ' (ignoring the window)' : w ? ` (window ${windowText(tz, w)})` : '') +
-          (e.paused ? '; still paused by owner' : ''),
-      );
-    }
+    if (e.state === 'suspended') resumable.push(e);
     if (!windowGates) return null;
     return currentWindow(set, tz, now)?.closesAt?.getTime() ?? null;
+  }
+
+  private resumeRun(e: Entry, now: Date): void {
+    const run = e.run!;
+    const { allowedTimes: set, timezone: tz } = e.job;
+    run.gate.open(GATE_WINDOW);
+    run.gate.open(GATE_SLOT);
+    run.suspendedAt = null;
+    e.state = transition(e.state, 'running');
+    e.announced = null;
+    const w = currentWindow(set, tz, now);
+    this.event(
+      e,
+      'resumed',
+      `${e.job.name} resumed at ${this.hm(e, now)}` +
+        (run.ignoreWindow ? ' (ignoring the window)' : w ? ` (window ${windowText(tz, w)})` : '') +
+        (e.paused ? '; still paused by owner' : ''),
+    );
   }
 
   /** A job without a run: plan its next start; pushes it on `dueNow` when it should start. */
@@ -668,9 +696,13 @@ export class Scheduler {
     return e;
   }
 
-  private liveRuns(): number {
+  /**
+   * Runs holding a slot: live and not suspended. A suspended run frees its slot for jobs
+   * whose windows are open, and needs one again to resume.
+   */
+  private activeRuns(): number {
     let n = 0;
-    for (const e of this.entries) if (e.run) n++;
+    for (const e of this.entries) if (e.run && e.state === 'running') n++;
     return n;
   }
 
