@@ -10,12 +10,16 @@
  *   it never completed), computed with `new Cron(expr, { timezone, paused: true }).nextRun()`
  *   (never croner's own timers, which read the wall clock). Overdue = due now, once.
  * - Windows: a due time outside the allowed windows moves to the next window opening.
- * - Anti-drift (frequency only): a due time no later than `ANTI_DRIFT_FRACTION` of the
- *   frequency after the latest window opening before it counts as due at that opening
- *   (then moved to now / the next window as usual). A weekly job that ran 22:00-23:10 is next due at 23:10 a week later; without
- *   this it would start at 23:10, then 00:20, … (the drift kopia and restic users report).
- *   The opening must come after the last completion, so a job never runs twice in a window
- *   because of this rule; it starts early by at most 10 % of its period.
+ * - Anti-drift (frequency with windows): a due time no later than `ANTI_DRIFT_FRACTION`
+ *   of the frequency after the latest window opening before it counts as due at that
+ *   opening (then moved to now / the next window as usual). A weekly job that ran
+ *   22:00-23:10 is next due at 23:10 a week later; without this it would start at 23:10,
+ *   then 00:20, … (the drift kopia and restic users report). The opening is looked up
+ *   before the due time, not in the window containing it, so a run that ended at 07:50 in
+ *   winter (due 08:50 summer time, after the window) still starts at 22:00. The opening
+ *   must come after the last completion, so this rule never runs a job twice in one
+ *   window; it starts early by at most 10 % of its period. Without windows there is no
+ *   opening to hold on to: use a cron `schedule` for fixed times.
  */
 import { Cron } from 'croner';
 import type { JobConfig } from '../node/config/types.js';
