@@ -119,6 +119,16 @@ export interface RunResult {
 
 const EMPTY_CACHE: ReadonlyMap<string, CachedFile> = new Map();
 
+/** Sibling directories whose reads are started ahead of the walk (bounded: memory and open I/O). */
+const PREFETCH_DIRS = 4;
+
+/** The reads of one directory, started ahead (see BackupRun.prefetch). */
+interface DirPrefetch {
+  listing: Promise<DirListing>;
+  prevTree: Promise<{ tree: Tree } | { error: string } | null>;
+  cache: Promise<ReadonlyMap<string, CachedFile>>;
+}
+
 interface Slot {
   release(): void;
 }
@@ -354,27 +364,61 @@ class BackupRun {
    * to the limiter and run while the walk goes on into subdirectories; the directory's
    * tree is saved once all of its entries are done.
    */
-  private async processDir(rel: Buffer, prevTreeId: string | undefined): Promise<string | null> {
+  /**
+   * Starts the reads one directory needs (listing, previous tree, cache row) at once, so
+   * their latencies (libuv pool, SQLite) overlap with each other and with the work on
+   * the directories before it. Never rejects.
+   */
+  private prefetch(rel: Buffer, prevTreeId: string | undefined): DirPrefetch {
+    const o = this.o;
+    return {
+      listing: this.walker.listDir(rel),
+      prevTree: prevTreeId
+        ? o.repo.loadTree(prevTreeId).then(
+            (tree) => ({ tree }),
+            (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
+          )
+        : Promise.resolve(null),
+      cache: o.fileCache
+        ? o.fileCache.loadDir(o.repo.id, o.job.name, rel).then(
+            (c) => c ?? EMPTY_CACHE,
+            // A damaged row only costs a re-read of this directory's files.
+            () => EMPTY_CACHE,
+          )
+        : Promise.resolve(EMPTY_CACHE),
+    };
+  }
+
+  private async processDir(rel: Buffer, prevTreeId: string | undefined, pre?: DirPrefetch): Promise<string | null> {
     await this.checkpointGate();
     const o = this.o;
-    const listing = await this.walker.listDir(rel);
+    pre ??= this.prefetch(rel, prevTreeId);
+    const listing = await pre.listing;
     this.noteListing(listing);
     const prev = new Map<string, TreeEntry>();
-    if (prevTreeId) {
-      try {
-        for (const e of (await o.repo.loadTree(prevTreeId)).entries) prev.set(e.name.toString('latin1'), e);
-      } catch (err) {
-        this.warn(rel, `previous snapshot's listing unreadable, treating files as new: ${(err as Error).message}`);
-      }
+    const prevTree = await pre.prevTree;
+    if (prevTree && 'tree' in prevTree) for (const e of prevTree.tree.entries) prev.set(e.name.toString('latin1'), e);
+    else if (prevTree) this.warn(rel, `previous snapshot's listing unreadable, treating files as new: ${prevTree.error}`);
+    const cache = await pre.cache;
+
+    // Subdirectories to descend into, with their reads started PREFETCH_DIRS ahead.
+    const subdirs: number[] = [];
+    for (let i = 0; i < listing.entries.length; i++) {
+      const e = listing.entries[i]!;
+      if (e.type === 'dir' && e.descend) subdirs.push(i);
     }
-    let cache: ReadonlyMap<string, CachedFile> = EMPTY_CACHE;
-    if (o.fileCache && listing.entries.some((e) => e.type === 'file')) {
-      try {
-        cache = (await o.fileCache.loadDir(o.repo.id, o.job.name, rel)) ?? EMPTY_CACHE;
-      } catch {
-        // A damaged row only costs a re-read of this directory's files.
+    const prefetched = new Map<number, DirPrefetch>();
+    let nextPrefetch = 0;
+    const prefetchUpTo = (k: number) => {
+      while (nextPrefetch < subdirs.length && nextPrefetch <= k) {
+        const i = subdirs[nextPrefetch++]!;
+        const e = listing.entries[i]!;
+        const p = prev.get(e.name.toString('latin1'));
+        prefetched.set(i, this.prefetch(joinRel(rel, e.name), p?.type === 'dir' ? p.subtree : undefined));
       }
-    }
+    };
+    prefetchUpTo(PREFETCH_DIRS - 1);
+    let subdirsDone = 0;
 
     const out: (TreeEntry | null)[] = new Array(listing.entries.length).fill(null);
     const cacheFiles = new Map<string, CachedFile>();
@@ -399,7 +443,13 @@ class BackupRun {
           this.stats.dirs++;
           const prevSub = prevEntry?.type === 'dir' ? prevEntry.subtree : undefined;
           let subtree: string | null;
-          if (e.descend) subtree = await this.processDir(childRel, prevSub);
+          if (e.descend) {
+            prefetchUpTo(subdirsDone + PREFETCH_DIRS);
+            const childPre = prefetched.get(i);
+            prefetched.delete(i);
+            subdirsDone++;
+            subtree = await this.processDir(childRel, prevSub, childPre);
+          }
           else {
             subtree = await this.emptyTree();
             if (prevSub) await this.countRemoved(prevSub, childRel);
