@@ -112,12 +112,32 @@ export class UndiciHttpHandler {
   }
 }
 
-function toBody(body: unknown): string | Buffer | Uint8Array | Readable | null {
+/** Bodies above this size are sent as a stream of STREAM_CHUNK_BYTES slices. */
+const STREAM_ABOVE_BYTES = 256 * 1024;
+const STREAM_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * The body for undici. Large byte bodies become a stream of slices (no copy): undici
+ * re-arms its headers timeout each time a slice is accepted by the socket, so an upload
+ * is cut only when it stops moving. Handed over whole, a large buffer would be timed
+ * from the moment it was queued, and a slow uplink would time out every large PUT.
+ */
+function toBody(body: unknown): string | Uint8Array | Readable | null {
   if (body === undefined || body === null) return null;
-  if (typeof body === 'string' || body instanceof Uint8Array || body instanceof Readable) return body;
-  if (body instanceof ArrayBuffer) return new Uint8Array(body);
-  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  throw new TypeError(`unsupported request body type ${Object.prototype.toString.call(body)}`);
+  if (typeof body === 'string' || body instanceof Readable) return body;
+  let bytes: Uint8Array;
+  if (body instanceof Uint8Array) bytes = body;
+  else if (body instanceof ArrayBuffer) bytes = new Uint8Array(body);
+  else if (ArrayBuffer.isView(body)) bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  else throw new TypeError(`unsupported request body type ${Object.prototype.toString.call(body)}`);
+  if (bytes.byteLength <= STREAM_ABOVE_BYTES) return bytes;
+  return Readable.from(slices(bytes), { objectMode: false });
+}
+
+function* slices(bytes: Uint8Array): Generator<Buffer> {
+  for (let at = 0; at < bytes.byteLength; at += STREAM_CHUNK_BYTES) {
+    yield Buffer.from(bytes.buffer, bytes.byteOffset + at, Math.min(STREAM_CHUNK_BYTES, bytes.byteLength - at));
+  }
 }
 
 /** RFC 3986 encoding, as SigV4 canonicalizes: encodeURIComponent plus !'()*. */

@@ -62,7 +62,7 @@ export interface OpenS3StoreOptions extends S3Tuning {
 }
 
 /** How write-once is enforced on this server; found by probing at the first write. */
-type WriteOnceMode = 'if-none-match' | 'head-then-put';
+export type WriteOnceMode = 'if-none-match' | 'head-then-put';
 
 interface S3StoreParts extends Required<S3Tuning> {
   readonly alias: string;
@@ -240,8 +240,12 @@ export class S3Store implements Store {
     await this.p.handler.close().catch(() => {});
   }
 
-  /** The write-once mode probed on this server (for tests and `nightjar check`). */
-  async writeOnceModeForTests(): Promise<WriteOnceMode> {
+  /**
+   * How this server gets write-once semantics: 'if-none-match' (enforced by the server)
+   * or 'head-then-put' (the racy fallback). Probes at the first call; for diagnostics
+   * and tests.
+   */
+  async writeOnceStrategy(): Promise<WriteOnceMode> {
     await this.ready();
     return this.writeOnceMode();
   }

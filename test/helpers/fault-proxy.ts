@@ -29,6 +29,8 @@ export interface FaultPlan {
    * must allow anonymous HEAD and must not check the signature of the forwarded request.
    */
   readonly enforceIfNoneMatch?: boolean;
+  /** Forward request bodies at most this fast (a slow uplink); default unlimited. */
+  readonly uploadBytesPerSec?: number;
   /** Seed of the deterministic fault sequence (default 1). */
   readonly seed?: number;
 }
@@ -193,7 +195,23 @@ export async function startFaultProxy(upstream: string, plan: FaultPlan = {}): P
         res.socket?.destroy();
         done();
       });
-      req.pipe(upReq);
+      const rate = current.uploadBytesPerSec;
+      if (!rate) {
+        req.pipe(upReq);
+        return;
+      }
+      const startedMs = performance.now();
+      let sent = 0;
+      req.on('data', (chunk: Buffer) => {
+        upReq.write(chunk);
+        sent += chunk.length;
+        const aheadMs = (sent / rate) * 1000 - (performance.now() - startedMs);
+        if (aheadMs > 0) {
+          req.pause();
+          setTimeout(() => req.resume(), aheadMs);
+        }
+      });
+      req.on('end', () => upReq.end());
     }
   });
   server.on('connection', (s: Socket) => {

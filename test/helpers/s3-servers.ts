@@ -318,7 +318,7 @@ export function runS3StoreSuite(kind: 'swift' | 's3rver', skip: string | null): 
       it('uses If-None-Match: * where the server enforces it, for PUTs and multipart uploads, without HEAD first', async () => {
         const MiB = 1024 * 1024;
         const store = await open({ endpoint: enforcing.url }, { multipartThresholdBytes: 6 * MiB, partSizeBytes: 5 * MiB });
-        assert.equal(await store.writeOnceModeForTests(), 'if-none-match');
+        assert.equal(await store.writeOnceStrategy(), 'if-none-match');
         const before = enforcing.requests.length;
         await store.write('data/c/small', Buffer.from('one'));
         await assert.rejects(store.write('data/c/small', Buffer.from('two')), ObjectExistsError);
@@ -351,7 +351,7 @@ export function runS3StoreSuite(kind: 'swift' | 's3rver', skip: string | null): 
 
     it(`enforces write-once by ${kind === 'swift' ? 'HEAD-then-PUT (If-None-Match answers 501)' : 'HEAD-then-PUT (If-None-Match is ignored)'}`, async () => {
       const store = await open();
-      assert.equal(await store.writeOnceModeForTests(), 'head-then-put');
+      assert.equal(await store.writeOnceStrategy(), 'head-then-put');
       // The probe key is gone again.
       const keys = (await server.client.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ?? [];
       assert.ok(!keys.some((k) => k.Key?.includes('.nj-probe-')), keys.map((k) => k.Key).join(' '));
@@ -452,6 +452,18 @@ export function runS3StoreSuite(kind: 'swift' | 's3rver', skip: string | null): 
       assert.equal((await retrying.read('data/hg/x')).toString(), 'hang');
       assert.deepEqual(seen, ['NJ_STORE_TIMEOUT']);
       assert.equal(p.counts.hang, 1);
+    });
+
+    it('an upload that takes longer than requestTimeoutMs is not cut while its bytes keep moving', { skip: kind === 'swift' ? 'the HTTP layer is the same; tested on s3rver' : false }, async () => {
+      const MiB = 1024 * 1024;
+      const p = await proxy();
+      const store = await open({ endpoint: p.url }, { requestTimeoutMs: 2_000, multipartThresholdBytes: 64 * MiB });
+      await store.stat('config'); // the first-use check, before the line gets slow
+      p.setPlan({ uploadBytesPerSec: 4 * MiB });
+      const data = randomBytes(16 * MiB);
+      await store.write('data/slow/x', data); // ~4 s on the wire, one PUT
+      p.setPlan({});
+      assert.deepEqual(await store.read('data/slow/x'), data);
     });
 
     it('a missing object is NotFound, not a fault, through the proxy too', async () => {
