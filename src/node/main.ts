@@ -9,6 +9,7 @@ import { registerSnapshots } from './commands/snapshots.js';
 import { registerLs } from './commands/ls.js';
 import { registerRestore } from './commands/restore.js';
 import { registerCheck } from './commands/check.js';
+import { registerAddClient } from './commands/add-client.js';
 
 const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
 
@@ -31,6 +32,7 @@ export function buildProgram(env: CliEnv): Command {
   registerLs(program, env);
   registerRestore(program, env);
   registerCheck(program, env);
+  registerAddClient(program, env);
   // Commander's exitOverride applies per command; subcommands inherit it when set first.
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;
