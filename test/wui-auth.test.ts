@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { systemClock, type Clock } from '../src/node/clock.js';
-import { createWebApp } from '../src/wui/app.js';
+import { createWebApp, type NodeControls } from '../src/wui/app.js';
 import { hostnameOf } from '../src/wui/auth.js';
 import { listenWeb, type WebServer } from '../src/wui/server.js';
 import type { NodeStatus } from '../src/wui/status.js';
@@ -19,6 +19,7 @@ const status = async (): Promise<NodeStatus> => ({
   nickname: 'test-node',
   startedAt: '2026-01-01T00:00:00.000Z',
   now: '2026-01-01T00:00:01.000Z',
+  running: true,
   jobs: [
     {
       name: 'b1',
@@ -26,13 +27,34 @@ const status = async (): Promise<NodeStatus> => ({
       target: 'local:b1',
       schedule: 'every 1d',
       allowedTimes: '2200-0800',
+      timezone: 'Europe/Berlin',
       state: 'idle',
+      label: 'idle',
       paused: false,
+      enabled: true,
+      nextStartAt: null,
+      nextStartReason: null,
+      window: '22:00-08:00',
       lastResult: null,
       lastCompletedAt: null,
+      lastError: null,
+      progress: null,
     },
   ],
 });
+
+/** Controls that record what they were asked to do. */
+function recordingControls(): NodeControls & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    hasJob: (job) => job === 'b1',
+    pause: async (job) => void calls.push(`pause ${job ?? 'all'}`),
+    resume: async (job) => void calls.push(`resume ${job ?? 'all'}`),
+    runNow: async (job) => (calls.push(`run ${job}`), 'queued'),
+    cancel: async (job) => (calls.push(`cancel ${job}`), true),
+  };
+}
 
 interface Reply {
   status: number;
@@ -57,8 +79,9 @@ function call(server: WebServer, path: string, opts: { method?: string; headers?
 describe('status page access control', () => {
   let server: WebServer;
   const clock = fastClock();
+  const controls = recordingControls();
   before(async () => {
-    server = await listenWeb(createWebApp({ clock, token: TOKEN, hostnames: ['backup.lan'], status }), '127.0.0.1', 0);
+    server = await listenWeb(createWebApp({ clock, token: TOKEN, hostnames: ['backup.lan'], status, controls }), '127.0.0.1', 0);
   });
   after(() => server.close());
 
@@ -112,6 +135,33 @@ describe('status page access control', () => {
     const r = await call(server, '/api/v1/pause', { method: 'POST', headers: { cookie } });
     assert.equal(r.status, 403);
     assert.match(r.body, /CSRF/);
+    const form = await call(server, '/jobs/b1/pause', { method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: '_csrf=wrong' });
+    assert.equal(form.status, 403);
+    assert.deepEqual(controls.calls, [], 'nothing was done');
+  });
+
+  test('with the CSRF token from the page, the cookie session can pause and resume; forms redirect back', async () => {
+    const cookie = await loginCookie();
+    const page = await call(server, '/', { headers: { cookie } });
+    const csrf = /name="csrf-token" content="([^"]+)"/.exec(page.body)![1]!;
+    const api = await call(server, '/api/v1/jobs/b1/pause', { method: 'POST', headers: { cookie, 'x-csrf-token': csrf } });
+    assert.equal(api.status, 200);
+    assert.deepEqual(JSON.parse(api.body), { job: 'b1', action: 'pause', result: 'paused' });
+    const form = await call(server, '/resume', {
+      method: 'POST',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      body: `_csrf=${encodeURIComponent(csrf)}`,
+    });
+    assert.equal(form.status, 303);
+    assert.deepEqual(controls.calls.splice(0), ['pause b1', 'resume all']);
+  });
+
+  test('bearer callers need no CSRF token; an unknown job is 404 and GET never changes state', async () => {
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    assert.equal((await call(server, '/api/v1/jobs/b1/run', { method: 'POST', headers: auth })).status, 200);
+    assert.equal((await call(server, '/api/v1/jobs/nope/pause', { method: 'POST', headers: auth })).status, 404);
+    assert.equal((await call(server, '/api/v1/jobs/b1/pause', { headers: auth })).status, 404);
+    assert.deepEqual(controls.calls.splice(0), ['run b1']);
   });
 
   test('security headers are set and the token never appears in any response', async () => {

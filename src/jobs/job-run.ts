@@ -38,6 +38,11 @@ export interface RecordedRunOptions extends BackupRunOptions {
   readonly targetAlias: string;
   /** How often progress statistics go to the backupdb (default 5 s). */
   readonly dbProgressIntervalMs?: number;
+  /**
+   * Asked when the run ends cancelled: true when the cancel is a node stop rather than the
+   * owner's, so the run row stays unfinished (suspended) and the next start continues it.
+   */
+  readonly keepUnfinished?: () => boolean;
 }
 
 /**
@@ -86,6 +91,17 @@ export async function runBackupRecorded(opts: RecordedRunOptions): Promise<RunRe
     },
   });
   await writing;
+  if (result.status === 'cancelled' && opts.keepUnfinished?.()) {
+    await db.runs.suspendRun(runId, toDbStats(result.stats));
+    await db.events.addEvent({
+      job: job.name,
+      runId,
+      level: 'info',
+      kind: 'run.interrupted',
+      message: `${job.name}: interrupted by the node stopping; ${formatCount(result.stats.filesTotal)} files done, continues at the next start`,
+    });
+    return { ...result, runId };
+  }
   await db.runs.finishRun(runId, {
     result: DB_RESULT[result.status],
     snapshotId: result.snapshot?.id ?? null,

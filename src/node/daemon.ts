@@ -1,20 +1,21 @@
-import { loadConfig, ConfigError, formatProblem } from './config/config.js';
-import type { NodeConfig } from './config/types.js';
-import { formatDuration } from './config/units.js';
+import { readFile, unlink, writeFile } from 'node:fs/promises';
+import { openBackupDb, type BackupDb } from '../backupdb/index.js';
+import { Scheduler, type SchedulerEvent } from '../jobs/scheduler.js';
+import { createWebApp, type NodeControls } from '../wui/app.js';
+import { listenWeb } from '../wui/server.js';
 import type { Clock } from './clock.js';
+import { ConfigError, formatProblem, loadConfig } from './config/config.js';
+import type { NodeConfig } from './config/types.js';
+import { BackupJobRunner } from './job-runner.js';
 import { Logger } from './log.js';
 import type { NodeDirLayout } from './node-dir.js';
+import { buildNodeStatus } from './node-status.js';
 import { PidLock } from './pid-lock.js';
-import { openBackupDb, type BackupDb } from '../backupdb/index.js';
-import { readFile } from 'node:fs/promises';
-import { createWebApp } from '../wui/app.js';
-import { listenWeb } from '../wui/server.js';
-import type { NodeStatus } from '../wui/status.js';
 
 /**
  * A node started by `nightjar start`: the composition root. It owns, in start order, the
- * directory lock, the log, the config, the backupdb, and the services later parts add
- * (scheduler, web UI, storage service); stop() undoes them in reverse order.
+ * directory lock, the log, the config, the backupdb, the scheduler with the backup
+ * runner, and the status page; stop() undoes them in reverse order.
  */
 export interface RunningNode {
   readonly log: Logger;
@@ -23,7 +24,7 @@ export interface RunningNode {
   config(): NodeConfig;
   /** Re-reads node.cfg; on any problem logs them all and keeps the old config. */
   reload(): Promise<boolean>;
-  /** Clean stop: services, then the backupdb, then the lock. Idempotent. */
+  /** Clean stop: web, scheduler (runs checkpoint), backupdb, lock. Idempotent. */
   stop(reason: string): Promise<void>;
   /** Resolves once stop() has finished. */
   readonly stopped: Promise<void>;
@@ -39,32 +40,70 @@ export interface StartOptions {
  * ConfigError when node.cfg is invalid (both before anything else is touched).
  */
 export async function startNode(layout: NodeDirLayout, opts: StartOptions): Promise<RunningNode> {
+  const { clock } = opts;
   const { lock, recoveredStalePid } = await PidLock.acquire(layout.pidFile);
   const cleanup: Array<() => Promise<void>> = [() => lock.release()];
   const undo = async () => {
     for (const step of cleanup.reverse()) await step().catch(() => {});
   };
   try {
-    const log = new Logger(opts.clock, opts.out, layout.logDir);
+    const log = new Logger(clock, opts.out, layout.logDir);
     if (recoveredStalePid !== null) log.warn(`removed a stale lock file left by pid ${recoveredStalePid}`);
     let config = await loadConfig(layout.configFile, layout.root);
     log.setLevel(config.node.logLevel);
-    const db = await openBackupDb(layout.backupDbFile, { clock: opts.clock });
+    const db = await openBackupDb(layout.backupDbFile, { clock });
     cleanup.push(() => db.close());
 
-    const startedAt = opts.clock.now();
-    const status = async (): Promise<NodeStatus> => nodeStatus(config, db, startedAt, opts.clock);
+    const runner = new BackupJobRunner({ config: () => config, db, clock, log, layout });
+    const onEvent = (e: SchedulerEvent) => {
+      log.info(e.message);
+      void db.events.addEvent({ job: e.job, level: 'info', kind: `scheduler.${e.kind}`, message: e.message, at: e.at }).catch(() => {});
+    };
+    const makeScheduler = (c: NodeConfig) =>
+      new Scheduler({
+        clock,
+        jobs: Object.values(c.jobs),
+        store: {
+          lastCompletedAt: async (job) => (await db.jobs.getJobState(job)).lastCompletedAt,
+          isPaused: async (job) => (await db.jobs.getJobState(job)).paused,
+          setPaused: (job, paused) => db.jobs.setPaused(job, paused),
+        },
+        runner,
+        maxConcurrentJobs: c.node.maxConcurrentJobs,
+        log: { info: (m) => log.debug(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+        onEvent,
+      });
+    let scheduler = makeScheduler(config);
+    scheduler.start();
+    // The scheduler stops before the backupdb closes: runs checkpoint into it.
+    cleanup.push(() => scheduler.stop());
+
+    const startedAt = clock.now();
+    const status = () =>
+      buildNodeStatus(config, db, clock, {
+        startedAt,
+        scheduler: (job) => scheduler.status().find((s) => s.name === job) ?? null,
+        progress: (job) => runner.progressOf(job),
+      });
+    const controls: NodeControls = {
+      hasJob: (job) => Object.hasOwn(config.jobs, job),
+      pause: (job) => (job === null ? scheduler.pauseAll() : scheduler.pause(job)),
+      resume: (job) => (job === null ? scheduler.resumeAll() : scheduler.resume(job)),
+      runNow: (job, o) => scheduler.runNow(job, o),
+      cancel: (job) => scheduler.cancel(job),
+    };
     const token = (await readFile(layout.apiTokenFile, 'utf8')).trim();
     const web = await listenWeb(
-      createWebApp({ clock: opts.clock, token, hostnames: config.node.webHostnames, status }),
+      createWebApp({ clock, token, hostnames: config.node.webHostnames, status, controls }),
       config.node.webListen,
       config.node.webPort,
     );
     cleanup.push(() => web.close());
+    await writeFile(layout.nodeUrlFile, `${web.url}/\n`);
+    cleanup.push(() => unlink(layout.nodeUrlFile));
 
     const jobs = Object.keys(config.jobs);
     log.info(`node "${config.node.nickname}" started in ${layout.root} (pid ${process.pid}); ${jobs.length} job(s)${jobs.length ? ': ' + jobs.join(', ') : ''}`);
-
     log.info(`status page on ${web.url}/`);
     // The login link carries the token: to the console only, never into the log file.
     opts.out.write(`open the status page: ${web.url}/login?token=${encodeURIComponent(token)}\n`);
@@ -79,17 +118,29 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
       config: () => config,
       stopped,
       async reload() {
+        let next: NodeConfig;
         try {
-          config = await loadConfig(layout.configFile, layout.root);
-          log.setLevel(config.node.logLevel);
-          log.info(`reloaded ${layout.configFile}`);
-          return true;
+          next = await loadConfig(layout.configFile, layout.root);
         } catch (err) {
           if (!(err instanceof ConfigError)) throw err;
           log.error(`${layout.configFile} has ${err.problems.length} problem(s); keeping the previous config:`);
           for (const p of err.problems) log.error(`  ${formatProblem(p)}`);
           return false;
         }
+        const jobsChanged =
+          JSON.stringify([next.jobs, next.targets, next.node.maxConcurrentJobs]) !==
+          JSON.stringify([config.jobs, config.targets, config.node.maxConcurrentJobs]);
+        config = next;
+        log.setLevel(config.node.logLevel);
+        if (jobsChanged) {
+          // Running runs checkpoint and stop; the new scheduler continues them, skipping
+          // what is stored, under the new settings.
+          await scheduler.stop();
+          scheduler = makeScheduler(config);
+          scheduler.start();
+        }
+        log.info(`reloaded ${layout.configFile}${jobsChanged ? ' (jobs rescheduled)' : ''}`);
+        return true;
       },
       stop(reason) {
         stopping ??= (async () => {
@@ -105,27 +156,4 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
     await undo();
     throw err;
   }
-}
-
-async function nodeStatus(config: NodeConfig, db: BackupDb, startedAt: Date, clock: Clock): Promise<NodeStatus> {
-  const states = new Map((await db.jobs.listJobStates()).map((s) => [s.job, s]));
-  return {
-    nickname: config.node.nickname,
-    startedAt: startedAt.toISOString(),
-    now: clock.now().toISOString(),
-    jobs: Object.values(config.jobs).map((job) => {
-      const state = states.get(job.name);
-      return {
-        name: job.name,
-        source: job.source,
-        target: `${job.target.alias}:${job.target.name}`,
-        schedule: job.schedule ?? `every ${formatDuration(job.frequencyMs ?? 0)}`,
-        allowedTimes: job.allowedTimes.windows.length ? job.allowedTimes.spec : 'any time',
-        state: job.enabled ? 'idle' : 'disabled',
-        paused: state?.paused ?? false,
-        lastResult: state?.lastResult ?? null,
-        lastCompletedAt: state?.lastCompletedAt ? new Date(state.lastCompletedAt).toISOString() : null,
-      };
-    }),
-  };
 }

@@ -19,6 +19,8 @@ export interface NodeDirLayout {
   readonly pidFile: string;
   /** The embedded default local repository. */
   readonly defaultRepository: string;
+  /** URL of the running node's status page and API (Tahoe's node.url); absent when stopped. */
+  readonly nodeUrlFile: string;
 }
 
 export const DEFAULT_NODE_DIR = join(homedir(), '.nightjar');
@@ -36,5 +38,6 @@ export function nodeDirLayout(dir: string = DEFAULT_NODE_DIR): NodeDirLayout {
     logDir: join(root, 'logs'),
     pidFile: join(root, 'nightjar.pid'),
     defaultRepository: join(root, 'repository'),
+    nodeUrlFile: join(root, 'node.url'),
   };
 }

@@ -21,7 +21,21 @@ export interface WebAppOptions {
   readonly hostnames: readonly string[];
   /** The node's current status; called per request. */
   readonly status: () => Promise<NodeStatus>;
+  /** Owner controls; without them the page is read-only. */
+  readonly controls?: NodeControls;
 }
+
+/** What the page and API may do to jobs. `job: null` means every job. */
+export interface NodeControls {
+  hasJob(job: string): boolean;
+  pause(job: string | null): Promise<void>;
+  resume(job: string | null): Promise<void>;
+  runNow(job: string, opts: { ignoreWindow?: boolean }): Promise<string>;
+  cancel(job: string): Promise<boolean>;
+}
+
+type JobAction = 'pause' | 'resume' | 'run' | 'cancel';
+const JOB_ACTIONS: readonly JobAction[] = ['pause', 'resume', 'run', 'cancel'];
 
 // Static files stay in the source tree (tsc copies no assets); this module runs from dist/src/wui.
 const STYLESHEET = readFileSync(new URL('../../../src/wui/static/app.css', import.meta.url), 'utf8');
@@ -74,10 +88,15 @@ export function createWebApp(opts: WebAppOptions): express.Express {
     res.redirect(303, '/');
   });
 
+  // Small bodies only: forms and JSON control calls.
+  app.use(express.urlencoded({ extended: false, limit: '4kb' }));
+  app.use(express.json({ limit: '4kb' }));
+
   app.use(async (req: Request, res: Response, next: NextFunction) => {
     if (secrets.isToken(bearerToken(req))) return next(); // scripts and the CLI; no cookie, so no CSRF risk
     if (!secrets.isSession(cookieValue(req, SESSION_COOKIE))) return reject(req, res);
-    if (req.method !== 'GET' && req.method !== 'HEAD' && !secrets.isCsrf(req.get(CSRF_HEADER))) {
+    const formToken = typeof req.body?._csrf === 'string' ? (req.body._csrf as string) : undefined;
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !secrets.isCsrf(req.get(CSRF_HEADER) ?? formToken)) {
       res.status(403).type('text/plain').send('forbidden: missing or wrong CSRF token\n');
       return;
     }
@@ -89,12 +108,50 @@ export function createWebApp(opts: WebAppOptions): express.Express {
   });
 
   app.get('/', async (_req, res) => {
-    res.type('html').send(renderOverview(await opts.status(), { csrf: secrets.csrf }));
+    res.type('html').send(renderOverview(await opts.status(), { csrf: secrets.csrf, controls: opts.controls !== undefined }));
   });
 
   app.get('/api/v1/status', async (_req, res) => {
     res.json(await opts.status());
   });
+
+  const controls = opts.controls;
+  if (controls) {
+    /** Runs one control; `job` null = all jobs. Answers JSON for the API, a redirect for forms. */
+    const act = async (req: Request, res: Response, action: JobAction, job: string | null, asForm: boolean) => {
+      if (job !== null && !controls.hasJob(job)) {
+        res.status(404).json({ error: `no job named ${JSON.stringify(job)}` });
+        return;
+      }
+      let result: string;
+      switch (action) {
+        case 'pause':
+          await controls.pause(job);
+          result = 'paused';
+          break;
+        case 'resume':
+          await controls.resume(job);
+          result = 'resumed';
+          break;
+        case 'run':
+          result = await controls.runNow(job!, { ignoreWindow: req.body?.ignoreWindow === true || req.body?.ignoreWindow === 'on' });
+          break;
+        case 'cancel':
+          result = (await controls.cancel(job!)) ? 'cancelled' : 'nothing to cancel';
+          break;
+      }
+      if (asForm) res.redirect(303, '/');
+      else res.json({ job, action, result });
+    };
+    for (const action of JOB_ACTIONS) {
+      app.post(`/api/v1/jobs/:job/${action}`, (req, res) => act(req, res, action, String(req.params.job), false));
+      app.post(`/jobs/:job/${action}`, (req, res) => act(req, res, action, String(req.params.job), true));
+    }
+    for (const action of ['pause', 'resume'] as const) {
+      app.post(`/api/v1/${action}`, (req, res) => act(req, res, action, null, false));
+      app.post(`/${action}`, (req, res) => act(req, res, action, null, true));
+    }
+  }
 
   app.use((_req: Request, res: Response) => {
     res.status(404).type('text/plain').send('not found\n');

@@ -1,22 +1,49 @@
-/** What the status page and `GET /api/v1/status` show. Never holds a secret. */
+/** What the status page, `GET /api/v1/status` and `nightjar status --json` show. Never holds a secret. */
 export interface NodeStatus {
   readonly nickname: string;
-  readonly startedAt: string;
+  /** Null when read from the backupdb while no node runs. */
+  readonly startedAt: string | null;
   readonly now: string;
+  readonly running: boolean;
   readonly jobs: readonly JobStatus[];
 }
 
 export interface JobStatus {
   readonly name: string;
   readonly source: string;
-  /** `alias` (kind and location with no credentials). */
+  /** `alias:name` (no credentials). */
   readonly target: string;
   /** `every 1d` or the cron expression. */
   readonly schedule: string;
   /** The allowed_times spec, or `any time`. */
   readonly allowedTimes: string;
+  readonly timezone: string;
+  /** Run state (`idle`, `waiting_window`, `running`, `suspended`, …). */
   readonly state: string;
+  /** The state in plain words (`waiting for window`, `paused (suspended)`). */
+  readonly label: string;
   readonly paused: boolean;
+  readonly enabled: boolean;
+  readonly nextStartAt: string | null;
+  readonly nextStartReason: string | null;
+  /** `22:00-08:00` of the current or next window, or null when always allowed. */
+  readonly window: string | null;
   readonly lastResult: string | null;
   readonly lastCompletedAt: string | null;
+  readonly lastError: string | null;
+  readonly progress: RunProgressStatus | null;
+}
+
+export interface RunProgressStatus {
+  readonly startedAt: string | null;
+  readonly currentPath: string;
+  readonly filesDone: number;
+  readonly filesEstimated: number;
+  readonly filesNew: number;
+  readonly filesChanged: number;
+  readonly filesUnchanged: number;
+  readonly bytesRead: number;
+  readonly bytesNew: number;
+  readonly bytesWritten: number;
+  readonly warnings: number;
 }

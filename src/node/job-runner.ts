@@ -1,0 +1,84 @@
+import type { BackupDb } from '../backupdb/index.js';
+import type { RunProgress, RunStatus } from '../jobs/backup-run.js';
+import { runBackupRecorded } from '../jobs/job-run.js';
+import { SchedulerStoppingError, type JobRunContext, type JobRunner, type RunOutcome } from '../jobs/scheduler.js';
+import type { Clock } from './clock.js';
+import type { JobConfig, NodeConfig } from './config/types.js';
+import type { Logger } from './log.js';
+import type { NodeDirLayout } from './node-dir.js';
+import { openTarget } from './open-target.js';
+
+const OUTCOME: Record<RunStatus, RunOutcome> = {
+  complete: 'completed',
+  partial: 'partial',
+  refused: 'refused',
+  failed: 'failed',
+  cancelled: 'cancelled',
+};
+
+export interface BackupJobRunnerDeps {
+  readonly config: () => NodeConfig;
+  readonly db: BackupDb;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly layout: NodeDirLayout;
+}
+
+/**
+ * The backup engine as the scheduler's JobRunner: one run opens the job's target
+ * repository, runs the backup recorded in the backupdb, and closes it again. The run parks
+ * on the scheduler's gate before every file and chunk, so a closed window or a pause
+ * suspends it in place (walk position and partial trees stay in memory). A node stop
+ * aborts the run after a checkpoint; the run row stays unfinished and the next start
+ * continues it, skipping everything already stored.
+ */
+export class BackupJobRunner implements JobRunner {
+  private readonly progress = new Map<string, RunProgress>();
+
+  constructor(private readonly deps: BackupJobRunnerDeps) {}
+
+  async start(job: JobConfig, ctx: JobRunContext): Promise<RunOutcome> {
+    const { db, clock, layout } = this.deps;
+    const config = this.deps.config();
+    const target = config.targets[job.target.alias]!;
+    const opened = await openTarget(target, { clock, workers: config.node.workers });
+    try {
+      const lock = await opened.repo.lock(false);
+      try {
+        const result = await runBackupRecorded({
+          db,
+          targetAlias: target.alias,
+          repo: opened.repo,
+          fileCache: db.fileCache,
+          job,
+          clock,
+          host: config.node.nickname,
+          signal: ctx.signal,
+          gate: () => ctx.gate.wait(ctx.signal),
+          keepUnfinished: () => ctx.signal.reason instanceof SchedulerStoppingError,
+          skipDirs: [layout.root, ...(target.kind === 'local' ? [target.location] : [])],
+          onProgress: (p) => this.progress.set(job.name, p),
+        });
+        return OUTCOME[result.status];
+      } finally {
+        await lock.release().catch(() => {});
+      }
+    } finally {
+      this.progress.delete(job.name);
+      await opened.repo.close().catch(() => {});
+      await opened.store.close().catch(() => {});
+    }
+  }
+
+  /** The live progress of a job's run, if one is running. */
+  progressOf(job: string): RunProgress | null {
+    return this.progress.get(job) ?? null;
+  }
+
+  progressText(job: JobConfig): string | null {
+    const p = this.progress.get(job.name);
+    if (!p) return null;
+    const of = p.estimatedFiles > 0 ? ` of about ${p.estimatedFiles.toLocaleString('en-US')}` : '';
+    return `${p.stats.filesTotal.toLocaleString('en-US')}${of} files done`;
+  }
+}

@@ -1,0 +1,105 @@
+import type { BackupDb } from '../backupdb/index.js';
+import type { JobState } from '../backupdb/jobs.js';
+import type { RunProgress } from '../jobs/backup-run.js';
+import { describeState } from '../jobs/run-state.js';
+import { nextRunAt } from '../jobs/schedule.js';
+import type { JobStatus as SchedulerJobStatus } from '../jobs/scheduler.js';
+import { currentWindow, nextWindowOpen, windowText } from '../jobs/windows.js';
+import type { JobStatus, NodeStatus, RunProgressStatus } from '../wui/status.js';
+import type { Clock } from './clock.js';
+import type { JobConfig, NodeConfig } from './config/types.js';
+import { formatDuration } from './config/units.js';
+
+/** What a running node adds to what the config and backupdb know. */
+export interface LiveView {
+  readonly startedAt: Date;
+  scheduler(job: string): SchedulerJobStatus | null;
+  progress(job: string): RunProgress | null;
+}
+
+/**
+ * The status of the node and every job. With `live` (a running node) the states come
+ * from the scheduler; without it (`nightjar status` while no node runs) they are derived
+ * from the backupdb and the pure schedule functions, so both views agree on next starts.
+ */
+export async function buildNodeStatus(config: NodeConfig, db: BackupDb, clock: Clock, live: LiveView | null): Promise<NodeStatus> {
+  const now = clock.now();
+  const states = new Map((await db.jobs.listJobStates()).map((s) => [s.job, s]));
+  const unfinished = new Set((await db.runs.unfinishedRuns()).map((r) => r.job));
+  return {
+    nickname: config.node.nickname,
+    startedAt: live ? live.startedAt.toISOString() : null,
+    now: now.toISOString(),
+    running: live !== null,
+    jobs: Object.values(config.jobs).map((job) =>
+      jobStatus(job, states.get(job.name) ?? null, live?.scheduler(job.name) ?? null, live?.progress(job.name) ?? null, unfinished.has(job.name), now),
+    ),
+  };
+}
+
+function jobStatus(
+  job: JobConfig,
+  state: JobState | null,
+  sched: SchedulerJobStatus | null,
+  progress: RunProgress | null,
+  hasUnfinishedRun: boolean,
+  now: Date,
+): JobStatus {
+  const paused = sched?.paused ?? state?.paused ?? false;
+  let runState: string;
+  let nextStart: Date | null = null;
+  let nextReason: string | null = null;
+  if (sched) {
+    runState = sched.state;
+    nextStart = sched.nextStartAt;
+    nextReason = sched.nextStartReason;
+  } else {
+    runState = !job.enabled ? 'idle' : hasUnfinishedRun ? 'suspended' : 'idle';
+    if (job.enabled && !paused) {
+      try {
+        const next = nextRunAt(job, state?.lastCompletedAt ?? null, now);
+        nextStart = next.at;
+        nextReason = next.reason;
+      } catch {
+        // A job that can never be planned is a config error the loader reports.
+      }
+    }
+  }
+  const win = job.allowedTimes.windows.length === 0 ? null : (currentWindow(job.allowedTimes, job.timezone, now) ?? nextWindowOpen(job.allowedTimes, job.timezone, now));
+  return {
+    name: job.name,
+    source: job.source,
+    target: `${job.target.alias}:${job.target.name}`,
+    schedule: job.schedule ?? `every ${formatDuration(job.frequencyMs ?? 0)}`,
+    allowedTimes: job.allowedTimes.windows.length ? job.allowedTimes.spec : 'any time',
+    timezone: job.timezone,
+    state: job.enabled ? runState : 'disabled',
+    label: job.enabled ? (sched?.label ?? describeState(runState as Parameters<typeof describeState>[0], paused)) : 'disabled',
+    paused,
+    enabled: job.enabled,
+    nextStartAt: nextStart?.toISOString() ?? null,
+    nextStartReason: nextReason,
+    window: win ? windowText(job.timezone, win) : null,
+    lastResult: sched?.lastOutcome ?? state?.lastResult ?? null,
+    lastCompletedAt: state?.lastCompletedAt?.toISOString() ?? null,
+    lastError: sched?.lastError ?? null,
+    progress: progress ? progressStatus(progress) : null,
+  };
+}
+
+function progressStatus(p: RunProgress): RunProgressStatus {
+  const s = p.stats;
+  return {
+    startedAt: s.startedAt,
+    currentPath: p.currentPath,
+    filesDone: s.filesTotal,
+    filesEstimated: p.estimatedFiles,
+    filesNew: s.filesNew,
+    filesChanged: s.filesChanged,
+    filesUnchanged: s.filesUnchanged,
+    bytesRead: s.bytesRead,
+    bytesNew: s.bytesNew,
+    bytesWritten: s.bytesWritten,
+    warnings: s.warningCount,
+  };
+}
