@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { systemClock } from '../src/node/clock.js';
 import { CliExit, type CliEnv } from '../src/node/cli-env.js';
 import { registerAddClient } from '../src/node/commands/add-client.js';
+import { registerClients } from '../src/node/commands/clients.js';
 import { loadConfig, parseConfig } from '../src/node/config/config.js';
 import { createNode } from '../src/node/create-node.js';
 import { nodeDirLayout, type NodeDirLayout } from '../src/node/node-dir.js';
@@ -19,14 +20,18 @@ import { StoreError } from '../src/store/store.js';
 import { tempDir } from './helpers/cli.js';
 
 async function addClient(args: string[]): Promise<string> {
+  return runCommand(registerAddClient, ['add-client', ...args]);
+}
+
+async function runCommand(register: (p: Command, e: CliEnv) => void, args: string[]): Promise<string> {
   const stdout = new PassThrough();
   let out = '';
   stdout.on('data', (d: Buffer) => (out += d.toString()));
   const env: CliEnv = { stdout, stderr: new PassThrough(), clock: systemClock, env: {} };
   const program = new Command('nightjar').exitOverride();
-  registerAddClient(program, env);
+  register(program, env);
   for (const cmd of program.commands) cmd.exitOverride();
-  await program.parseAsync(['add-client', ...args], { from: 'user' });
+  await program.parseAsync(args, { from: 'user' });
   return out;
 }
 
@@ -111,6 +116,19 @@ describe('nightjar add-client', () => {
     await assert.rejects(addClient(['carol', '-d', layout.root]), (e: unknown) => e instanceof CliExit && e.exitCode === 1 && /already exists/.test(e.message));
     await assert.rejects(addClient(['../evil', '-d', layout.root]), (e: unknown) => e instanceof CliExit && e.exitCode === 2);
     await assert.rejects(addClient(['dave', '--quota', 'lots', '-d', layout.root]), (e: unknown) => e instanceof CliExit && e.exitCode === 2);
+  });
+
+  it('nightjar clients lists them with usage and activity', async () => {
+    const list = JSON.parse(await runCommand(registerClients, ['clients', '--json', '-d', layout.root])) as Array<Record<string, unknown>>;
+    assert.deepEqual(list.map((c) => c.name), ['bob', 'carol']);
+    const bob = list[0]!;
+    assert.equal(bob.usedBytes, 3); // keys/k1 = "key"
+    assert.equal(bob.objects, 1);
+    assert.equal(bob.quota, 500 * 1024 ** 3);
+    assert.equal(typeof bob.lastSeenAt, 'string'); // saved when the service stopped
+    assert.equal(bob.stale, false);
+    const text = await runCommand(registerClients, ['clients', '-d', layout.root]);
+    assert.match(text, /^bob: 3 B of 500 GiB in 1 objects, append-only; last seen \S+; last backup never$/m);
   });
 });
 

@@ -57,7 +57,9 @@ export function newToken(): string {
 }
 
 export interface CreateClientOptions {
+  /** Default quota; with `replace` and left undefined, the existing record's is kept. */
   readonly quota?: number | null;
+  /** Default append-only flag (true); with `replace` and left undefined, the existing record's is kept. */
   readonly appendOnly?: boolean;
   /** Also make a delete token (for pruning an append-only client from its own node). */
   readonly deleteToken?: boolean;
@@ -86,15 +88,16 @@ export async function createClient(
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   await fsp.chmod(dir, 0o700);
   const file = join(dir, `${name}.json`);
+  const previous = opts.replace ? (await loadClientRecords(layout)).find((r) => r.name === name) : undefined;
   const token = newToken();
   const deleteToken = opts.deleteToken ? newToken() : null;
   const record: ClientRecord = {
     name,
     tokenSha256: hashToken(token),
     deleteTokenSha256: deleteToken ? hashToken(deleteToken) : null,
-    quota: opts.quota ?? null,
-    appendOnly: opts.appendOnly ?? true,
-    createdAt: opts.createdAt,
+    quota: opts.quota !== undefined ? opts.quota : (previous?.quota ?? null),
+    appendOnly: opts.appendOnly ?? previous?.appendOnly ?? true,
+    createdAt: previous?.createdAt ?? opts.createdAt,
   };
   const text = JSON.stringify(toJson(record), null, 2) + '\n';
   const temp = join(dir, `.${name}.json.tmp-${randomBytes(6).toString('hex')}`);

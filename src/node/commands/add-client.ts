@@ -46,7 +46,7 @@ export function registerAddClient(program: Command, env: CliEnv): void {
       if (!NAME_PATTERN.test(name)) {
         throw new CliExit(EXIT.usage, `invalid client name ${JSON.stringify(name)}: use 1-64 letters, digits, _ and -, starting with a letter or digit`);
       }
-      let quota: number | null = null;
+      let quota: number | null | undefined; // undefined: none for a new client, kept with --replace
       if (opts.quota !== undefined) {
         try {
           quota = /^none$/i.test(opts.quota.trim()) ? null : parseSize(opts.quota);
@@ -74,8 +74,7 @@ export function registerAddClient(program: Command, env: CliEnv): void {
       let created;
       try {
         created = await createClient(layout, name, {
-          quota,
-          appendOnly: true,
+          ...(quota !== undefined ? { quota } : {}),
           deleteToken: opts.deleteToken === true,
           replace: opts.replace === true,
           createdAt: env.clock.now().toISOString(),
@@ -85,8 +84,8 @@ export function registerAddClient(program: Command, env: CliEnv): void {
         throw err;
       }
       const fromConfig = config.clients[name];
-      const effectiveQuota = fromConfig?.quota ?? quota;
-      const appendOnly = fromConfig ? fromConfig.appendOnly : true;
+      const effectiveQuota = fromConfig?.quota ?? created.record.quota;
+      const appendOnly = fromConfig ? fromConfig.appendOnly : created.record.appendOnly;
 
       if (opts.json) {
         env.stdout.write(

@@ -1,0 +1,71 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { ClientActivity } from '../../server/client-activity.js';
+import { loadClientRecords } from '../../server/client-registry.js';
+import { ClientSpace } from '../../server/client-space.js';
+import { findStaleClients, type ClientStatus } from '../../server/storage-service.js';
+import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
+import { ConfigError, formatProblem, loadConfig } from '../config/config.js';
+import { formatBytes } from '../config/units.js';
+import { nodeDirLayout } from '../node-dir.js';
+import { nodeDirOption } from './options.js';
+
+/**
+ * `nightjar clients [--json] [-d DIR]`: the peers this node stores backups for, with
+ * usage, quota, append-only, last seen and last completed backup, read from disk (works
+ * whether or not the node runs; "last seen" of a running node may lag up to 5 minutes).
+ * Stale clients (no completed backup within `[storage] stale_after`) are flagged.
+ */
+export function registerClients(program: Command, env: CliEnv): void {
+  program
+    .command('clients')
+    .description('list the peers that store their backups on this node')
+    .addOption(nodeDirOption())
+    .option('--json', 'print a JSON array')
+    .action(async (opts: { nodeDirectory: string; json?: boolean }) => {
+      const layout = nodeDirLayout(opts.nodeDirectory);
+      let config;
+      try {
+        config = await loadConfig(layout.configFile, layout.root);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliExit(EXIT.usage, err.problems.map(formatProblem).join('\n'));
+        throw err;
+      }
+      const activity = new ClientActivity(join(config.storage.path, '.state'), env.clock.nowMs());
+      const statuses: ClientStatus[] = [];
+      for (const record of await loadClientRecords(layout, (m) => env.stderr.write(`warning: ${m}\n`))) {
+        const usage = await new ClientSpace(join(config.storage.path, record.name)).usage();
+        const state = await activity.get(record.name);
+        const fromConfig = config.clients[record.name];
+        statuses.push({
+          name: record.name,
+          appendOnly: fromConfig ? fromConfig.appendOnly : record.appendOnly,
+          quota: fromConfig?.quota ?? record.quota,
+          usedBytes: usage.bytes,
+          objects: usage.objects,
+          createdAt: record.createdAt,
+          lastSeenAt: state.lastSeenAt,
+          lastBackupAt: state.lastBackup?.reportedAt ?? null,
+          lastBackup: state.lastBackup,
+        });
+      }
+      const stale = new Map(findStaleClients(statuses, env.clock.now(), config.storage.staleAfterMs).map((s) => [s.name, s]));
+      if (opts.json) {
+        env.stdout.write(JSON.stringify(statuses.map((s) => ({ ...s, stale: stale.has(s.name) }))) + '\n');
+        return;
+      }
+      if (statuses.length === 0) {
+        env.stdout.write('no clients (add one with: nightjar add-client NAME)\n');
+        return;
+      }
+      for (const s of statuses) {
+        const quota = s.quota === null ? 'no quota' : `of ${formatBytes(s.quota)}`;
+        env.stdout.write(
+          `${s.name}: ${formatBytes(s.usedBytes)} ${quota} in ${s.objects} objects, ${s.appendOnly ? 'append-only' : 'may delete'}; ` +
+            `last seen ${s.lastSeenAt ?? 'never'}; last backup ${s.lastBackupAt ?? 'never'}\n`,
+        );
+        const st = stale.get(s.name);
+        if (st) env.stdout.write(`  ALERT: ${st.message}\n`);
+      }
+    });
+}
