@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { buildConnector, Pool, type Dispatcher } from 'undici';
 import type { Clock } from '../node/clock.js';
@@ -253,7 +254,7 @@ export class NodeStore implements Store {
         'content-length': String(data.length),
         'x-nightjar-sha256': digest,
       },
-      body: data,
+      body: uploadBody(data),
     });
     if (res.statusCode === 201) {
       await drain(res);
@@ -320,7 +321,7 @@ export class NodeStore implements Store {
   private async request(
     method: Dispatcher.HttpMethod,
     path: string,
-    extra: { headers?: Record<string, string>; body?: Buffer | string } = {},
+    extra: { headers?: Record<string, string>; body?: Buffer | string | Readable } = {},
   ): Promise<Dispatcher.ResponseData> {
     try {
       return await this.pool.request({
@@ -408,4 +409,24 @@ function colons(hex: string): string {
 /** Discards a response body we do not need; a failure there changes nothing about the answer. */
 async function drain(res: Dispatcher.ResponseData): Promise<void> {
   await res.body.dump().catch(() => {});
+}
+
+/** Bodies above this size are sent as a stream of UPLOAD_SLICE_BYTES slices. */
+const STREAM_ABOVE_BYTES = 256 * 1024;
+const UPLOAD_SLICE_BYTES = 64 * 1024;
+
+/**
+ * The PUT body. A large buffer is handed to undici as a stream of slices (no copy): its
+ * timeout is then re-armed as each slice leaves, so a slow (or throttled) uplink cuts an
+ * upload only when it stops moving, not because a 256 MiB pack takes longer than the
+ * timeout to send.
+ */
+function uploadBody(data: Buffer): Buffer | Readable {
+  if (data.length <= STREAM_ABOVE_BYTES) return data;
+  return Readable.from(
+    (function* () {
+      for (let at = 0; at < data.length; at += UPLOAD_SLICE_BYTES) yield data.subarray(at, Math.min(at + UPLOAD_SLICE_BYTES, data.length));
+    })(),
+    { objectMode: false },
+  );
 }
