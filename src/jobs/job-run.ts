@@ -43,6 +43,8 @@ export interface RecordedRunOptions extends BackupRunOptions {
    * owner's, so the run row stays unfinished (suspended) and the next start continues it.
    */
   readonly keepUnfinished?: () => boolean;
+  /** Every event also goes here (the node log), after it is stored. */
+  readonly onEvent?: (e: { level: 'info' | 'warn' | 'error'; message: string }) => void;
 }
 
 /**
@@ -54,13 +56,17 @@ export interface RecordedRunOptions extends BackupRunOptions {
  */
 export async function runBackupRecorded(opts: RecordedRunOptions): Promise<RunResult & { runId: number | null }> {
   const { db, job, clock } = opts;
+  const event = async (e: Parameters<BackupDb['events']['addEvent']>[0] & { level: 'info' | 'warn' | 'error' }) => {
+    await db.events.addEvent(e);
+    opts.onEvent?.(e);
+  };
   if (opts.dryRun) return { ...(await runBackup(opts)), runId: null };
 
   let runId: number;
   const unfinished = (await db.runs.unfinishedRuns()).find((r) => r.job === job.name && r.kind === 'backup');
   if (unfinished) {
     runId = (await db.runs.resumeRun(unfinished.id)).id;
-    await db.events.addEvent({
+    await event({
       job: job.name,
       runId,
       level: 'info',
@@ -69,7 +75,7 @@ export async function runBackupRecorded(opts: RecordedRunOptions): Promise<RunRe
     });
   } else {
     runId = (await db.runs.startRun({ job: job.name, target: opts.targetAlias })).id;
-    await db.events.addEvent({ job: job.name, runId, level: 'info', kind: 'run.started', message: `${job.name}: backup of ${job.source} started` });
+    await event({ job: job.name, runId, level: 'info', kind: 'run.started', message: `${job.name}: backup of ${job.source} started` });
   }
 
   let lastDbMs = clock.nowMs();
@@ -93,7 +99,7 @@ export async function runBackupRecorded(opts: RecordedRunOptions): Promise<RunRe
   await writing;
   if (result.status === 'cancelled' && opts.keepUnfinished?.()) {
     await db.runs.suspendRun(runId, toDbStats(result.stats));
-    await db.events.addEvent({
+    await event({
       job: job.name,
       runId,
       level: 'info',
@@ -123,7 +129,7 @@ export async function runBackupRecorded(opts: RecordedRunOptions): Promise<RunRe
           : result.status === 'cancelled'
             ? `${job.name}: cancelled; work stored so far is kept`
             : `${job.name}: failed: ${result.error ?? 'unknown error'}`;
-  await db.events.addEvent({
+  await event({
     job: job.name,
     runId,
     level: result.status === 'complete' ? 'info' : result.status === 'partial' || result.status === 'cancelled' ? 'warn' : 'error',

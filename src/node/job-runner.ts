@@ -58,6 +58,7 @@ export class BackupJobRunner implements JobRunner {
           keepUnfinished: () => ctx.signal.reason instanceof SchedulerStoppingError,
           skipDirs: [layout.root, ...(target.kind === 'local' ? [target.location] : [])],
           onProgress: (p) => this.progress.set(job.name, p),
+          onEvent: (e) => this.deps.log[e.level](e.message),
         });
         return OUTCOME[result.status];
       } finally {

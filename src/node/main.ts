@@ -10,6 +10,8 @@ import { registerLs } from './commands/ls.js';
 import { registerRestore } from './commands/restore.js';
 import { registerCheck } from './commands/check.js';
 import { registerAddClient } from './commands/add-client.js';
+import { registerStatus } from './commands/status.js';
+import { registerPauseResume } from './commands/pause-resume.js';
 
 const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
 
@@ -33,6 +35,8 @@ export function buildProgram(env: CliEnv): Command {
   registerRestore(program, env);
   registerCheck(program, env);
   registerAddClient(program, env);
+  registerStatus(program, env);
+  registerPauseResume(program, env);
   // Commander's exitOverride applies per command; subcommands inherit it when set first.
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;

@@ -1,0 +1,61 @@
+import type { Command } from 'commander';
+import { openBackupDb } from '../../backupdb/index.js';
+import type { NodeStatus } from '../../wui/status.js';
+import type { CliEnv } from '../cli-env.js';
+import { formatBytes } from '../config/units.js';
+import { connectToRunningNode } from '../node-api-client.js';
+import { nodeDirLayout } from '../node-dir.js';
+import { buildNodeStatus } from '../node-status.js';
+import { loadNodeConfig } from '../open-target.js';
+import { nodeDirOption } from './options.js';
+
+/**
+ * `nightjar status [--json]`: every job's state, last result, next start and window, and
+ * the progress of a running backup — from the running node's API when a node runs, else
+ * from the backupdb.
+ */
+export function registerStatus(program: Command, env: CliEnv): void {
+  program
+    .command('status')
+    .description("show every job's state, last result, next start and progress")
+    .addOption(nodeDirOption())
+    .option('--json', 'print the status as JSON')
+    .action(async (opts: { nodeDirectory: string; json?: boolean }) => {
+      const layout = nodeDirLayout(opts.nodeDirectory);
+      const client = await connectToRunningNode(layout);
+      let status: NodeStatus;
+      if (client) {
+        status = await client.get<NodeStatus>('/api/v1/status');
+      } else {
+        const config = await loadNodeConfig(layout);
+        const db = await openBackupDb(layout.backupDbFile, { clock: env.clock });
+        try {
+          status = await buildNodeStatus(config, db, env.clock, null);
+        } finally {
+          await db.close();
+        }
+      }
+      env.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+    });
+}
+
+/** The status as text for a terminal. */
+export function formatStatus(status: NodeStatus): string {
+  const lines = [
+    `node ${status.nickname}: ${status.running ? `running since ${status.startedAt}` : 'not running'}`,
+  ];
+  if (status.jobs.length === 0) lines.push('no jobs configured');
+  for (const job of status.jobs) {
+    lines.push('', `${job.name}: ${job.label}`);
+    lines.push(`  ${job.source} -> ${job.target}, ${job.schedule}, allowed ${job.allowedTimes}${job.window ? ` (window ${job.window})` : ''}`);
+    lines.push(`  last result: ${job.lastResult ?? 'never run'}; last success: ${job.lastCompletedAt ?? 'never'}`);
+    if (job.nextStartAt) lines.push(`  next start: ${job.nextStartAt}${job.nextStartReason ? ` (${job.nextStartReason})` : ''}`);
+    const p = job.progress;
+    if (p) {
+      const of = p.filesEstimated ? ` of about ${p.filesEstimated}` : '';
+      lines.push(`  progress: ${p.filesDone}${of} files (${p.filesNew} new, ${p.filesChanged} changed, ${p.filesUnchanged} unchanged); ${formatBytes(p.bytesRead)} read, ${formatBytes(p.bytesWritten)} written`);
+    }
+    if (job.lastError) lines.push(`  last error: ${job.lastError}`);
+  }
+  return lines.join('\n') + '\n';
+}
