@@ -70,11 +70,11 @@ export interface KdfParams {
 }
 
 /**
- * Default: N=2^17, r=8, p=1 — 128 MiB of memory and ~0.3–0.5 s per attempt here, the
- * interactive-login figure recommended by the scrypt paper's successors (and restic's
- * calibration target); a passphrase guesser pays that for every guess.
+ * Default for new key objects: N=2^15, r=8, p=1 — 32 MiB of memory and ~0.12 s per
+ * attempt here (FORMAT.md "Key objects" says why not more). Every key object records its
+ * own parameters, so keys made with other settings (older N=2^17 keys) still open.
  */
-export const DEFAULT_KDF: KdfParams = { N: 2 ** 17, r: 8, p: 1 };
+export const DEFAULT_KDF: KdfParams = { N: 2 ** 15, r: 8, p: 1 };
 
 /** Derives a 32-byte key from a passphrase with scrypt. */
 export function deriveKey(passphrase: string, salt: Buffer, params: KdfParams): Promise<Buffer> {

@@ -67,7 +67,7 @@ export interface RepoOptions {
   workers?: number;
   /** Target pack size in bytes (default 16 MiB). */
   packSize?: number;
-  /** scrypt parameters for a new key object (init only; default N=2^17, r=8, p=1). Tests use smaller N. */
+  /** scrypt parameters for a new key object (init only; default N=2^15, r=8, p=1). Tests use smaller N. */
   kdf?: KdfParams;
   /** Host name recorded in locks and key objects (default os.hostname()). */
   hostname?: string;
