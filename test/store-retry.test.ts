@@ -76,3 +76,34 @@ test('network error codes count as transient, programming errors do not', () => 
   assert.equal(isTransient(new TypeError('bug')), false);
   assert.equal(isTransient(new StoreError('io')), true);
 });
+
+test('a write whose answer was lost but which landed succeeds on retry; a different object of that name still fails', async () => {
+  const clock = new FakeClock(0);
+  const mem = new MemoryStore();
+  let lose = true;
+  const lossy: Store = {
+    ...mem,
+    location: mem.location,
+    list: mem.list.bind(mem),
+    stat: mem.stat.bind(mem),
+    read: mem.read.bind(mem),
+    delete: mem.delete.bind(mem),
+    close: mem.close.bind(mem),
+    write: async (name, data) => {
+      await mem.write(name, data);
+      if (lose) {
+        lose = false;
+        throw new StoreError('connection reset after upload');
+      }
+    },
+  };
+  const store = withRetry(lossy, { clock, random: () => 0 });
+  const p = store.write('data/landed', Buffer.from('abc'));
+  await clock.advance(1000);
+  await p;
+  await mem.write('data/other', Buffer.from('theirs'));
+  lose = true;
+  const q = assert.rejects(store.write('data/other', Buffer.from('mine!!')), /already exists/);
+  await clock.advance(1000);
+  await q;
+});

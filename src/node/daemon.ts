@@ -1,6 +1,7 @@
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { openBackupDb, type BackupDb } from '../backupdb/index.js';
 import { Scheduler, type SchedulerEvent } from '../jobs/scheduler.js';
+import { startStorageService } from '../server/storage-service.js';
 import { createWebApp, type NodeControls } from '../wui/app.js';
 import { listenWeb } from '../wui/server.js';
 import type { Clock } from './clock.js';
@@ -15,7 +16,8 @@ import { PidLock } from './pid-lock.js';
 /**
  * A node started by `nightjar start`: the composition root. It owns, in start order, the
  * directory lock, the log, the config, the backupdb, the scheduler with the backup
- * runner, and the status page; stop() undoes them in reverse order.
+ * runner, the storage service (when enabled) and the status page; stop() undoes them in
+ * reverse order.
  */
 export interface RunningNode {
   readonly log: Logger;
@@ -77,6 +79,12 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
     scheduler.start();
     // The scheduler stops before the backupdb closes: runs checkpoint into it.
     cleanup.push(() => scheduler.stop());
+
+    if (config.storage.enabled) {
+      const storage = await startStorageService({ config, layout, clock, log });
+      cleanup.push(() => storage.close());
+      log.info(`storage service on ${storage.url} (certificate fingerprint ${storage.fingerprint ?? 'none: plain HTTP'})`);
+    }
 
     const startedAt = clock.now();
     const status = () =>

@@ -11,6 +11,7 @@ import { registerRestore } from './commands/restore.js';
 import { registerCheck } from './commands/check.js';
 import { registerAddClient } from './commands/add-client.js';
 import { registerStatus } from './commands/status.js';
+import { registerClients } from './commands/clients.js';
 import { registerPauseResume } from './commands/pause-resume.js';
 
 const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
@@ -36,6 +37,7 @@ export function buildProgram(env: CliEnv): Command {
   registerCheck(program, env);
   registerAddClient(program, env);
   registerStatus(program, env);
+  registerClients(program, env);
   registerPauseResume(program, env);
   // Commander's exitOverride applies per command; subcommands inherit it when set first.
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());

@@ -2,6 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/types.js';
 import { LocalStore } from '../store/local-store.js';
+import { openNodeStore } from '../store/node-store.js';
+import { withRetry } from '../store/retrying-store.js';
+import { openS3Store } from '../store/s3-store.js';
 import type { Store } from '../store/store.js';
 import type { Clock } from './clock.js';
 import { CliExit, EXIT } from './cli-env.js';
@@ -9,31 +12,26 @@ import { ConfigError, loadConfig } from './config/config.js';
 import type { JobConfig, NodeConfig, TargetConfig } from './config/types.js';
 import type { NodeDirLayout } from './node-dir.js';
 
-/** A target kind this build cannot open yet (node:, s3:). */
-export class TargetNotSupportedError extends Error {
-  override readonly name = 'TargetNotSupportedError';
-  readonly code = 'NJ_TARGET_NOT_SUPPORTED';
+/**
+ * Makes the Store for a target: a `local:` directory, a peer node's storage service
+ * (`node:`) or an S3 bucket (`s3://`). Network stores are wrapped in the retry decorator
+ * (transient faults: backoff with jitter; permanent ones fail fast naming the alias).
+ */
+export async function openTargetStore(target: TargetConfig, opts: { clock: Clock }): Promise<Store> {
+  switch (target.kind) {
+    case 'local':
+      return new LocalStore(target.location);
+    case 'node':
+      return withRetry(await openNodeStore(target, { clock: opts.clock, alias: target.alias }), { clock: opts.clock });
+    case 's3':
+      return withRetry(await openS3Store(target, { clock: opts.clock }), { clock: opts.clock });
+  }
 }
 
 /** The passphrase file is missing, unreadable or empty. */
 export class PassphraseFileError extends Error {
   override readonly name = 'PassphraseFileError';
   readonly code = 'NJ_PASSPHRASE_FILE';
-}
-
-/**
- * Makes the Store for a target. Only `local:` for now; `node:` and `s3:` targets throw
- * TargetNotSupportedError naming the target (their stores come with later issues).
- */
-export function openTargetStore(target: TargetConfig): Store {
-  switch (target.kind) {
-    case 'local':
-      return new LocalStore(target.location);
-    default:
-      throw new TargetNotSupportedError(
-        `target ${target.alias} (${target.url}): ${target.kind}: targets are not yet supported by this version; use a local: target`,
-      );
-  }
 }
 
 /**
@@ -66,14 +64,14 @@ export interface OpenedTarget {
 /**
  * Opens (initialising on first use) the repository of a target: store from the target's
  * kind and location, passphrase from its passphrase file. The caller closes the repo,
- * then the store (or uses withTarget). Errors: TargetNotSupportedError, PassphraseFileError, and
+ * then the store (or uses withTarget). Errors: PassphraseFileError, the store's, and
  * the repository's own (WrongPassphraseError, …).
  */
 export async function openTarget(
   target: TargetConfig,
   opts: { clock: Clock; workers?: number },
 ): Promise<OpenedTarget> {
-  const store = openTargetStore(target);
+  const store = await openTargetStore(target, { clock: opts.clock });
   try {
     const passphrase = await readPassphrase(target.passphraseFile);
     const { repo, created } = await Repository.openOrInit(store, passphrase, {

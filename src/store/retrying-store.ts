@@ -1,5 +1,5 @@
 import { abortError, type Clock } from '../node/clock.js';
-import { StoreError, type ByteRange, type ObjectInfo, type Store } from './store.js';
+import { ObjectExistsError, StoreError, type ByteRange, type ObjectInfo, type Store } from './store.js';
 
 export interface RetryOptions {
   readonly clock: Clock;
@@ -44,13 +44,25 @@ const TRANSIENT_CODES = new Set([
   'UND_ERR_CLOSED',
 ]);
 
+/** True when `name` holds exactly `data` (a write that landed although its answer was lost). */
+async function landedIntact(store: Store, name: string, data: Buffer): Promise<boolean> {
+  const sameContent = (err: unknown) => (err as { sameContent?: boolean }).sameContent;
+  try {
+    const info = await store.stat(name);
+    if (!info || info.size !== data.length) return false;
+    return (await store.read(name)).equals(data);
+  } catch (err) {
+    return sameContent(err) === true;
+  }
+}
+
 /**
  * Wraps a store so transient failures are retried with exponential backoff and full
  * jitter (AWS's advice: spreads retries of many clients). A store error may carry
  * `retryAfterMs` (from a Retry-After header); the wait is then at least that. Permanent
- * errors pass through at once. `write` is safe to retry: if an earlier attempt did land,
- * the retry sees ObjectExistsError with identical content (object names are hashes or
- * random), which the caller treats as success only where it knows the content matches.
+ * errors pass through at once. `write` is safe to retry: when an attempt whose answer was
+ * lost did land, the retry finds the object, reads it back and succeeds if it holds
+ * exactly our bytes (ObjectExistsError otherwise, as without the decorator).
  * `list` restarts from scratch on failure, so a retried listing may repeat no entries.
  */
 export function withRetry(store: Store, opts: RetryOptions): Store {
@@ -95,7 +107,20 @@ export function withRetry(store: Store, opts: RetryOptions): Store {
     },
     stat: (name) => attempt(() => store.stat(name)),
     read: (name, range?: ByteRange) => attempt(() => store.read(name, range)),
-    write: (name, data) => attempt(() => store.write(name, data)),
+    write: (name, data) => {
+      let failedBefore = false;
+      return attempt(async () => {
+        try {
+          await store.write(name, data);
+        } catch (err) {
+          // An attempt that failed in transit may still have landed: then the retry finds
+          // the object. It is our write when its bytes are ours.
+          if (failedBefore && err instanceof ObjectExistsError && (await landedIntact(store, name, data))) return;
+          failedBefore ||= isTransient(err);
+          throw err;
+        }
+      });
+    },
     delete: (name) => attempt(() => store.delete(name)),
     close: () => store.close(),
   };

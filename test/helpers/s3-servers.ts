@@ -18,8 +18,11 @@ import type { TargetConfig } from '../../src/node/config/types.js';
 
 /** The project root (dist/test/helpers/ → ../../..). */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-/** The shared Swift launcher, beside the checkout (`../shared/s3/swift-saio.sh`). */
-const SWIFT_SCRIPT = process.env.NIGHTJAR_SWIFT_SAIO ?? path.resolve(ROOT, '..', 'shared', 's3', 'swift-saio.sh');
+/**
+ * The Swift launcher: a copy of the workplace's `shared/s3/swift-saio.sh` is kept in
+ * test/fixtures so a clone anywhere (CI) has it.
+ */
+const SWIFT_SCRIPT = process.env.NIGHTJAR_SWIFT_SAIO ?? path.resolve(ROOT, 'test', 'fixtures', 's3', 'swift-saio.sh');
 
 /** A running S3-compatible server for tests, on 127.0.0.1. */
 export interface S3TestServer {

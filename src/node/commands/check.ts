@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { StoreError } from '../../store/store.js';
 import { formatBytes, formatCount } from '../../jobs/report.js';
 import type { CheckReport } from '../../repo/types.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, targetsFor, TargetNotSupportedError, withTarget } from '../open-target.js';
+import { loadNodeConfig, targetsFor, withTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -24,6 +25,7 @@ export function registerCheck(program: Command, env: CliEnv): void {
       const layout = nodeDirLayout(opts.nodeDirectory);
       const config = await loadNodeConfig(layout);
       const reports: (CheckReport & { target: string })[] = [];
+      let failedTargets = 0;
       for (const target of targetsFor(config, opts.job)) {
         try {
           await withTarget(target, { clock: env.clock, workers: config.node.workers }, async ({ repo }) => {
@@ -35,14 +37,16 @@ export function registerCheck(program: Command, env: CliEnv): void {
             }
           });
         } catch (err) {
-          if (err instanceof TargetNotSupportedError) {
-            env.stderr.write(`nightjar: skipping ${err.message}\n`);
+          // One unreachable target must not hide the others.
+          if (err instanceof StoreError) {
+            env.stderr.write(`nightjar: skipping target ${target.alias}: ${err.message}\n`);
+            failedTargets++;
             continue;
           }
           throw err;
         }
       }
-      const ok = reports.every((r) => r.ok);
+      const ok = failedTargets === 0 && reports.every((r) => r.ok);
       if (opts.json) env.stdout.write(JSON.stringify(reports, null, 2) + '\n');
       else {
         for (const r of reports) {

@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
+import { StoreError } from '../../store/store.js';
 import { formatBytes, formatCount } from '../../jobs/report.js';
 import { statsFromJson } from '../../jobs/run-stats.js';
 import type { Snapshot } from '../../repo/types.js';
-import { type CliEnv } from '../cli-env.js';
+import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, targetsFor, TargetNotSupportedError, withTarget } from '../open-target.js';
+import { loadNodeConfig, targetsFor, withTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -23,6 +24,7 @@ export function registerSnapshots(program: Command, env: CliEnv): void {
       const layout = nodeDirLayout(opts.nodeDirectory);
       const config = await loadNodeConfig(layout);
       const rows: (Snapshot & { targetAlias: string })[] = [];
+      let failedTargets = 0;
       for (const target of targetsFor(config, opts.job)) {
         try {
           await withTarget(target, { clock: env.clock, workers: 1 }, async ({ repo }) => {
@@ -31,8 +33,10 @@ export function registerSnapshots(program: Command, env: CliEnv): void {
             }
           });
         } catch (err) {
-          if (err instanceof TargetNotSupportedError) {
-            env.stderr.write(`nightjar: skipping ${err.message}\n`);
+          // One unreachable target must not hide the others.
+          if (err instanceof StoreError) {
+            env.stderr.write(`nightjar: skipping target ${target.alias}: ${err.message}\n`);
+            failedTargets++;
             continue;
           }
           throw err;
@@ -41,6 +45,7 @@ export function registerSnapshots(program: Command, env: CliEnv): void {
       rows.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
       if (opts.json) {
         env.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+        if (failedTargets > 0) throw new CliExit(EXIT.failure, `${failedTargets} target(s) could not be read`);
         return;
       }
       if (rows.length === 0) {
@@ -63,6 +68,7 @@ export function registerSnapshots(program: Command, env: CliEnv): void {
       }
       env.stdout.write(table(lines));
       env.stdout.write(`${rows.length} snapshot${rows.length === 1 ? '' : 's'}\n`);
+      if (failedTargets > 0) throw new CliExit(EXIT.failure, `${failedTargets} target(s) could not be read`);
     });
 }
 
