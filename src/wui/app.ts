@@ -12,6 +12,9 @@ import {
 } from './auth.js';
 import { renderOverview } from './views.js';
 import type { NodeStatus } from './status.js';
+import type { NodeControls } from './controls.js';
+
+export type { NodeControls } from './controls.js';
 
 export interface WebAppOptions {
   readonly clock: Clock;
@@ -23,15 +26,6 @@ export interface WebAppOptions {
   readonly status: () => Promise<NodeStatus>;
   /** Owner controls; without them the page is read-only. */
   readonly controls?: NodeControls;
-}
-
-/** What the page and API may do to jobs. `job: null` means every job. */
-export interface NodeControls {
-  hasJob(job: string): boolean;
-  pause(job: string | null): Promise<void>;
-  resume(job: string | null): Promise<void>;
-  runNow(job: string, opts: { ignoreWindow?: boolean }): Promise<string>;
-  cancel(job: string): Promise<boolean>;
 }
 
 type JobAction = 'pause' | 'resume' | 'run' | 'cancel';
