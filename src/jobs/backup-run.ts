@@ -80,8 +80,22 @@ export interface BackupRunOptions {
   readonly allowMassDelete?: boolean;
   /** Aborting cancels the run: no snapshot; stored work is flushed and cached for the next run. */
   readonly signal?: AbortSignal;
-  /** Awaited before each file and before each chunk (the scheduler's pause/suspend point). */
-  readonly gate?: () => Promise<void>;
+  /**
+   * Awaited before each file (`'file'`, also before each directory) and before each chunk
+   * (`'chunk'`): the scheduler's pause/suspend point. A caller that must not park mid-file
+   * (on_window_close = finish_file) lets `'chunk'` through.
+   */
+  readonly gate?: (at: 'file' | 'chunk') => Promise<void>;
+  /**
+   * Whether `gate(at)` would park now. When it says so, the run writes a checkpoint once
+   * per closing (repository flushed, finished directories' cache rows saved, then
+   * `onCheckpoint(stats, { parked: true })`) before parking, and calls `onUnpark` when the
+   * gate lets it go again, so a process killed while parked loses nothing stored.
+   * Without it, parking writes no checkpoint.
+   */
+  readonly gateClosed?: (at: 'file' | 'chunk') => boolean;
+  /** Called once when the run goes on after a parked checkpoint (see `gateClosed`). */
+  readonly onUnpark?: () => Promise<void> | void;
   /** Called at most every `progressIntervalMs` (default 250 ms) and once at the end. */
   readonly onProgress?: (p: RunProgress) => void;
   readonly progressIntervalMs?: number;
@@ -89,7 +103,7 @@ export interface BackupRunOptions {
    * Called after each checkpoint: the repository was flushed and the cache rows of every
    * finished directory saved, so a restarted run skips that work.
    */
-  readonly onCheckpoint?: (stats: RunStats) => Promise<void> | void;
+  readonly onCheckpoint?: (stats: RunStats, info?: { parked: boolean }) => Promise<void> | void;
   /** Files saved at once (default 4). */
   readonly fileConcurrency?: number;
   /** Directories never descended into (the repository's own directory, …). */
@@ -203,6 +217,8 @@ class BackupRun {
   private fatal: unknown = null;
   /** Background file reads not yet settled (awaited before any flush). */
   private readonly inflight = new Set<Promise<void>>();
+  /** The checkpoint of the current park (one per closing of the gate); null while open. */
+  private parked: Promise<void> | null = null;
 
   constructor(private readonly o: BackupRunOptions) {
     this.startMs = o.clock.nowMs();
@@ -319,8 +335,42 @@ class BackupRun {
   private async checkpointGate(): Promise<void> {
     if (this.o.signal?.aborted) throw abortError(this.o.signal);
     if (this.fatal) throw this.fatal;
-    if (this.o.gate) await this.o.gate();
+    await this.awaitGate('file');
     if (this.o.signal?.aborted) throw abortError(this.o.signal);
+  }
+
+  /**
+   * Awaits the gate. A closed gate first gets one checkpoint (BackupRunOptions.gateClosed);
+   * it needs no quiet pipeline: flush() is safe beside a saveFile and saves only blobs
+   * stored before it, and the rows saved are of directories whose files all landed.
+   * The first caller let through after a park reports the unpark.
+   */
+  private async awaitGate(at: 'file' | 'chunk'): Promise<void> {
+    const o = this.o;
+    if (!o.gate) return;
+    if (!o.dryRun && o.gateClosed?.(at)) {
+      // finish_file: started files run to their end (their chunks pass); let them land
+      // first, so the checkpoint holds them.
+      if (at === 'file' && !o.gateClosed('chunk')) await Promise.allSettled([...this.inflight]);
+      this.parked ??= this.checkpointNow(true);
+      await this.parked;
+    }
+    await o.gate(at);
+    if (this.parked) {
+      this.parked = null;
+      await o.onUnpark?.();
+    }
+  }
+
+  /** Flush, then save the rows of finished directories (taken before the flush, so every blob they name is durable). */
+  private async checkpointNow(parked: boolean): Promise<void> {
+    const rows = this.pendingRows;
+    this.pendingRows = [];
+    this.pendingRowFiles = 0;
+    this.lastCheckpointMs = this.o.clock.nowMs();
+    await this.o.repo.flush();
+    if (this.o.fileCache && rows.length > 0) await this.o.fileCache.saveDirs(this.o.repo.id, this.o.job.name, rows);
+    await this.o.onCheckpoint?.(cloneStats(this.stats), { parked });
   }
 
   private reportProgress(force = false): void {
@@ -635,7 +685,7 @@ class BackupRun {
       try {
         res = await o.repo.saveFile(abs, {
           ...(o.signal ? { signal: o.signal } : {}),
-          ...(o.gate ? { gate: o.gate } : {}),
+          ...(o.gate ? { gate: () => this.awaitGate('chunk') } : {}),
           onChunk: (n) => {
             live += n;
             this.stats.bytesRead += n;
