@@ -91,9 +91,29 @@ export async function runBackupRecorded(opts: RecordedRunOptions): Promise<RunRe
       // One write at a time; a slow disk never queues up progress rows.
       writing = writing.then(() => db.runs.updateRunProgress(runId, toDbStats(p.stats)).catch(() => {}));
     },
-    onCheckpoint: async (stats) => {
-      await opts.onCheckpoint?.(stats);
-      await db.runs.updateRunProgress(runId, toDbStats(stats), { checkpointAt: clock.now().toISOString(), filesDone: stats.filesTotal });
+    onCheckpoint: async (stats, info) => {
+      await opts.onCheckpoint?.(stats, info);
+      const checkpoint = { checkpointAt: clock.now().toISOString(), filesDone: stats.filesTotal };
+      if (!info?.parked) {
+        await db.runs.updateRunProgress(runId, toDbStats(stats), checkpoint);
+        return;
+      }
+      // Parked at a closed gate (window closed, paused): the run history says `suspended`
+      // until the run goes on, and everything stored so far survives a kill.
+      await db.runs.suspendRun(runId, toDbStats(stats), checkpoint);
+      await event({
+        job: job.name,
+        runId,
+        level: 'info',
+        kind: 'run.checkpoint',
+        message:
+          `${job.name}: checkpoint written while suspended: ${formatCount(stats.filesTotal)} files done, ` +
+          `${formatBytes(stats.bytesRead)} read, ${formatBytes(stats.bytesWritten)} written`,
+      });
+    },
+    onUnpark: async () => {
+      await opts.onUnpark?.();
+      await db.runs.resumeRun(runId);
     },
   });
   await writing;

@@ -11,7 +11,8 @@ import { abortError } from '../node/clock.js';
 
 export class RunGate {
   private readonly reasonSet = new Set<string>();
-  private waiters: Array<() => void> = [];
+  /** Parked callers; `ignore` lists reasons that do not hold that caller. */
+  private waiters: Array<{ ignore: ReadonlySet<string> | null; done: () => void }> = [];
   private readonly listeners = new Set<(open: boolean) => void>();
 
   /** Closes the gate for `reason` (idempotent per reason). */
@@ -19,6 +20,13 @@ export class RunGate {
     const was = this.isOpen;
     this.reasonSet.add(reason);
     if (was) this.emit(false);
+  }
+
+  /** True when no reason holds the gate apart from those in `ignore`. */
+  isOpenIgnoring(ignore: Iterable<string>): boolean {
+    const skip = new Set(ignore);
+    for (const r of this.reasonSet) if (!skip.has(r)) return false;
+    return true;
   }
 
   /**
@@ -29,12 +37,13 @@ export class RunGate {
     if (this.reasonSet.size === 0) return;
     if (reason === undefined) this.reasonSet.clear();
     else this.reasonSet.delete(reason);
-    if (this.isOpen) {
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const w of waiters) w();
-      this.emit(true);
+    // Callers that ignore some reasons may be let through while the gate stays closed.
+    const go = this.waiters.filter((w) => (w.ignore ? this.isOpenIgnoring(w.ignore) : this.isOpen));
+    if (go.length > 0) {
+      this.waiters = this.waiters.filter((w) => !go.includes(w));
+      for (const w of go) w.done();
     }
+    if (this.isOpen) this.emit(true);
   }
 
   /** True when no reason holds the gate. */
@@ -50,20 +59,26 @@ export class RunGate {
   /**
    * Resolves at once when open, else when the gate opens. Rejects with the signal's reason
    * (an AbortError) when `signal` aborts first, so a cancelled suspended run ends promptly.
+   * With `ignore`, the reasons listed do not hold this caller (a finish_file run's chunk
+   * boundaries ignore the window, so a started file finishes).
    */
-  wait(signal?: AbortSignal): Promise<void> {
+  wait(signal?: AbortSignal, ignore?: Iterable<string>): Promise<void> {
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    if (this.isOpen) return Promise.resolve();
+    const skip = ignore ? new Set(ignore) : null;
+    if (skip ? this.isOpenIgnoring(skip) : this.isOpen) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
-        this.waiters = this.waiters.filter((w) => w !== done);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
         reject(abortError(signal!));
       };
-      const done = () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
+      const waiter = {
+        ignore: skip,
+        done: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
       };
-      this.waiters.push(done);
+      this.waiters.push(waiter);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
