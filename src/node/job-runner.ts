@@ -1,7 +1,7 @@
 import type { BackupDb } from '../backupdb/index.js';
 import type { RunProgress, RunStatus } from '../jobs/backup-run.js';
 import { runBackupRecorded } from '../jobs/job-run.js';
-import { SchedulerStoppingError, type JobRunContext, type JobRunner, type RunOutcome } from '../jobs/scheduler.js';
+import { GATE_SLOT, GATE_WINDOW, SchedulerStoppingError, type JobRunContext, type JobRunner, type RunOutcome } from '../jobs/scheduler.js';
 import type { Clock } from './clock.js';
 import type { JobConfig, NodeConfig } from './config/types.js';
 import type { Logger } from './log.js';
@@ -41,6 +41,7 @@ export class BackupJobRunner implements JobRunner {
     const { db, clock, layout } = this.deps;
     const config = this.deps.config();
     const target = config.targets[job.target.alias]!;
+    const chunkIgnores = ctx.onWindowClose === 'finish_file' ? [GATE_WINDOW, GATE_SLOT] : [];
     const opened = await openTarget(target, { clock, workers: config.node.workers });
     try {
       const lock = await opened.repo.lock(false);
@@ -54,7 +55,10 @@ export class BackupJobRunner implements JobRunner {
           clock,
           host: config.node.nickname,
           signal: ctx.signal,
-          gate: () => ctx.gate.wait(ctx.signal),
+          // finish_file: a closed window (or a resume waiting for a slot) parks the run only
+          // at file boundaries; a pause parks it at the next chunk, as in suspend mode.
+          gate: (at) => ctx.gate.wait(ctx.signal, at === 'chunk' ? chunkIgnores : undefined),
+          gateClosed: (at) => (at === 'chunk' ? !ctx.gate.isOpenIgnoring(chunkIgnores) : !ctx.gate.isOpen),
           keepUnfinished: () => ctx.signal.reason instanceof SchedulerStoppingError,
           skipDirs: [layout.root, ...(target.kind === 'local' ? [target.location] : [])],
           onProgress: (p) => this.progress.set(job.name, p),
