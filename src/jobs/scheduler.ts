@@ -78,6 +78,12 @@ export interface SchedulerStore {
   isPaused(job: string): Promise<boolean>;
   /** Persists a pause/resume; optional (without it pause lasts until the node stops). */
   setPaused?(job: string, paused: boolean): Promise<void>;
+  /**
+   * Whether the job has a run left unfinished by a previous node process (killed, or
+   * stopped while running or suspended). Read once at start: such a job starts at its next
+   * window whatever its frequency says, and the runner continues that run. Optional.
+   */
+  hasUnfinishedRun?(job: string): Promise<boolean>;
 }
 
 export type SchedulerEventKind =
@@ -205,6 +211,8 @@ interface Entry {
   state: RunState;
   paused: boolean;
   request: { ignoreWindow: boolean } | null;
+  /** A run left unfinished by a previous process waits to be continued. */
+  unfinished: boolean;
   run: LiveRun | null;
   /** No automatic start before this (after a failure or a cancel). */
   notBefore: Date | null;
@@ -259,6 +267,7 @@ export class Scheduler {
       state: 'idle',
       paused: false,
       request: null,
+      unfinished: false,
       run: null,
       notBefore: null,
       failures: 0,
@@ -377,6 +386,7 @@ export class Scheduler {
     }
     if (e.request || e.state === 'waiting_window' || e.state === 'waiting_slot') {
       e.request = null;
+      e.unfinished = false;
       e.notBefore = this.skipUntil(e, now);
       if (e.state !== 'idle') {
         e.state = transition(e.state, 'cancelled');
@@ -443,6 +453,11 @@ export class Scheduler {
         e.paused = await this.store.isPaused(e.job.name);
       } catch (err) {
         this.log?.warn(`${e.job.name}: could not read the paused flag: ${message(err)}`);
+      }
+      try {
+        e.unfinished = e.job.enabled && (await this.store.hasUnfinishedRun?.(e.job.name)) === true;
+      } catch (err) {
+        this.log?.warn(`${e.job.name}: could not look for an unfinished run: ${message(err)}`);
       }
     }
     while (!this.stopping) {
@@ -584,10 +599,11 @@ export class Scheduler {
     const last = latest(stored, e.seenCompletedAt);
     const { allowedTimes: set, timezone: tz } = e.job;
     let plan: NextRun;
-    if (e.request) {
-      const at = e.request.ignoreWindow ? now : nextAllowedAt(set, tz, now);
+    if (e.request || e.unfinished) {
+      const at = e.request?.ignoreWindow ? now : nextAllowedAt(set, tz, now);
       if (!at) throw new RangeError(`allowed_times "${set.spec}" never opens`);
-      plan = { at, dueAt: now, reason: 'run now requested by owner', waitsForWindow: at.getTime() > now.getTime() };
+      const reason = e.request ? 'run now requested by owner' : 'continuing the run the node was stopped in';
+      plan = { at, dueAt: now, reason, waitsForWindow: at.getTime() > now.getTime() };
     } else {
       // The plan depends on `now` only once it is reached, so an unchanged one is reused.
       const key = `${last?.getTime() ?? '-'}|${e.notBefore?.getTime() ?? '-'}`;
@@ -625,6 +641,7 @@ export class Scheduler {
     const ignoreWindow = e.request?.ignoreWindow ?? false;
     const reason = e.plan?.reason ?? 'due';
     e.request = null;
+    e.unfinished = false;
     e.notBefore = null;
     e.waitingSince = null;
     e.announced = null;

@@ -69,6 +69,8 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
           lastCompletedAt: async (job) => (await db.jobs.getJobState(job)).lastCompletedAt,
           isPaused: async (job) => (await db.jobs.getJobState(job)).paused,
           setPaused: (job, paused) => db.jobs.setPaused(job, paused),
+          // A run left running/suspended by a killed or stopped node continues at the next window.
+          hasUnfinishedRun: async (job) => (await db.runs.unfinishedRuns()).some((r) => r.job === job && r.kind === 'backup'),
         },
         runner,
         maxConcurrentJobs: c.node.maxConcurrentJobs,

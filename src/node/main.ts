@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { systemClock } from './clock.js';
+import { systemClock, testClockFromEnv } from './clock.js';
 import { CliExit, EXIT, type CliEnv } from './cli-env.js';
 import { registerCreateNode } from './commands/create-node.js';
 import { registerStart } from './commands/start.js';
@@ -48,7 +48,14 @@ export function buildProgram(env: CliEnv): Command {
  * Runs the CLI and returns the exit code: 0 ok, 1 failure, 2 usage or config error,
  * 3 partial (a run that ended with warnings). Never calls process.exit itself.
  */
-export async function main(argv: string[], env: CliEnv = processEnv()): Promise<number> {
+export async function main(argv: string[], given?: CliEnv): Promise<number> {
+  let env: CliEnv;
+  try {
+    env = given ?? processEnv();
+  } catch (err) {
+    process.stderr.write(`nightjar: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT.usage;
+  }
   const program = buildProgram(env);
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -68,5 +75,6 @@ export async function main(argv: string[], env: CliEnv = processEnv()): Promise<
 }
 
 function processEnv(): CliEnv {
-  return { stdout: process.stdout, stderr: process.stderr, clock: systemClock, env: process.env };
+  // testClockFromEnv: a test hook (NIGHTJAR_TEST_CLOCK with NODE_ENV=test), see clock.ts.
+  return { stdout: process.stdout, stderr: process.stderr, clock: testClockFromEnv(process.env) ?? systemClock, env: process.env };
 }
