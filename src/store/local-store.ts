@@ -11,6 +11,7 @@ import {
   type ByteRange,
   type ObjectInfo,
   type Store,
+  type WriteOptions,
 } from './store.js';
 
 /** Prefix of temporary files; `list` ignores them (names starting with '.' are never valid). */
@@ -122,7 +123,7 @@ export class LocalStore implements Store {
     }
   }
 
-  async write(name: string, data: Buffer): Promise<void> {
+  async write(name: string, data: Buffer, opts?: WriteOptions): Promise<void> {
     validateObjectName(name);
     const final = this.file(name);
     const dir = path.dirname(final);
@@ -133,8 +134,15 @@ export class LocalStore implements Store {
       try {
         let done = 0;
         while (done < data.length) {
-          const { bytesWritten } = await fh.write(data, done, data.length - done, done);
-          done += bytesWritten;
+          // Throttled (opts.pace): write slice by slice, each after the pacer allows it.
+          const n = opts?.pace ? Math.max(1, Math.min(opts.pace.sliceBytes(), data.length - done)) : data.length - done;
+          if (opts?.pace) await opts.pace.take(n);
+          let sliceDone = 0;
+          while (sliceDone < n) {
+            const { bytesWritten } = await fh.write(data, done + sliceDone, n - sliceDone, done + sliceDone);
+            sliceDone += bytesWritten;
+          }
+          done += n;
         }
         await fh.sync();
       } finally {

@@ -29,7 +29,10 @@ import {
   type ByteRange,
   type ObjectInfo,
   type Store,
+  type WriteOptions,
+  type WritePacer,
 } from './store.js';
+import { pacedBody } from './pacing.js';
 
 /** A StoreError that may say how long to wait before retrying (from Retry-After). */
 export class NodeStoreError extends StoreError {
@@ -245,7 +248,7 @@ export class NodeStore implements Store {
     return data;
   }
 
-  async write(name: string, data: Buffer): Promise<void> {
+  async write(name: string, data: Buffer, opts?: WriteOptions): Promise<void> {
     validateObjectName(name);
     const digest = createHash('sha256').update(data).digest('hex');
     const res = await this.request('PUT', this.objectPath(name), {
@@ -254,7 +257,7 @@ export class NodeStore implements Store {
         'content-length': String(data.length),
         'x-nightjar-sha256': digest,
       },
-      body: uploadBody(data),
+      body: uploadBody(data, opts?.pace),
     });
     if (res.statusCode === 201) {
       await drain(res);
@@ -421,7 +424,9 @@ const UPLOAD_SLICE_BYTES = 64 * 1024;
  * upload only when it stops moving, not because a 256 MiB pack takes longer than the
  * timeout to send.
  */
-function uploadBody(data: Buffer): Buffer | Readable {
+function uploadBody(data: Buffer, pace?: WritePacer): Buffer | Readable {
+  // Throttled: every body, small or large, is a stream of paced slices (throttled-store.ts).
+  if (pace) return pacedBody(data, pace, UPLOAD_SLICE_BYTES);
   if (data.length <= STREAM_ABOVE_BYTES) return data;
   return Readable.from(
     (function* () {

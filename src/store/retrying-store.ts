@@ -1,5 +1,5 @@
 import { abortError, type Clock } from '../node/clock.js';
-import { ObjectExistsError, StoreError, type ByteRange, type ObjectInfo, type Store } from './store.js';
+import { ObjectExistsError, StoreError, type ByteRange, type ObjectInfo, type Store, type WriteOptions } from './store.js';
 
 export interface RetryOptions {
   readonly clock: Clock;
@@ -107,11 +107,11 @@ export function withRetry(store: Store, opts: RetryOptions): Store {
     },
     stat: (name) => attempt(() => store.stat(name)),
     read: (name, range?: ByteRange) => attempt(() => store.read(name, range)),
-    write: (name, data) => {
+    write: (name, data, writeOpts?: WriteOptions) => {
       let failedBefore = false;
       return attempt(async () => {
         try {
-          await store.write(name, data);
+          await store.write(name, data, writeOpts); // each attempt is paced again
         } catch (err) {
           // An attempt that failed in transit may still have landed: then the retry finds
           // the object. It is our write when its bytes are ours.

@@ -1,5 +1,15 @@
 import { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
+import { pacedBody } from './pacing.js';
+import type { WritePacer } from './store.js';
+
+/**
+ * Per-request options carrying an upload pacer (S3Store passes them as the second
+ * argument of `client.send`; the SDK hands them to `handle` unchanged).
+ */
+export function paceOptions(pace: WritePacer): { abortSignal?: undefined; pace: WritePacer } {
+  return { pace };
+}
 
 /**
  * The parts of the AWS SDK's (smithy) HttpRequest this handler reads. Declared here so
@@ -67,7 +77,7 @@ export class UndiciHttpHandler {
 
   async handle(
     request: SdkHttpRequest,
-    options?: { abortSignal?: unknown },
+    options?: { abortSignal?: unknown; pace?: WritePacer },
   ): Promise<{ response: SdkHttpResponse }> {
     const host = request.hostname.includes(':') && !request.hostname.startsWith('[') ? `[${request.hostname}]` : request.hostname;
     const origin = `${request.protocol.replace(/:?$/, ':')}//${host}${request.port ? `:${request.port}` : ''}`;
@@ -83,7 +93,7 @@ export class UndiciHttpHandler {
       path,
       method: request.method as Dispatcher.HttpMethod,
       headers,
-      body: toBody(request.body),
+      body: toBody(request.body, options?.pace),
       ...(signal ? { signal } : {}),
     });
     const outHeaders: Record<string, string> = {};
@@ -122,7 +132,7 @@ const STREAM_CHUNK_BYTES = 64 * 1024;
  * is cut only when it stops moving. Handed over whole, a large buffer would be timed
  * from the moment it was queued, and a slow uplink would time out every large PUT.
  */
-function toBody(body: unknown): string | Uint8Array | Readable | null {
+function toBody(body: unknown, pace?: WritePacer): string | Uint8Array | Readable | null {
   if (body === undefined || body === null) return null;
   if (typeof body === 'string' || body instanceof Readable) return body;
   let bytes: Uint8Array;
@@ -130,6 +140,8 @@ function toBody(body: unknown): string | Uint8Array | Readable | null {
   else if (body instanceof ArrayBuffer) bytes = new Uint8Array(body);
   else if (ArrayBuffer.isView(body)) bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
   else throw new TypeError(`unsupported request body type ${Object.prototype.toString.call(body)}`);
+  // Throttled (S3Store.write passed a pacer): any size goes as paced slices.
+  if (pace) return pacedBody(bytes, pace, STREAM_CHUNK_BYTES);
   if (bytes.byteLength <= STREAM_ABOVE_BYTES) return bytes;
   return Readable.from(slices(bytes), { objectMode: false });
 }

@@ -18,7 +18,7 @@ import {
 import type { Clock } from '../node/clock.js';
 import type { TargetConfig } from '../node/config/types.js';
 import { classifyS3Error, describeS3Failure } from './s3-errors.js';
-import { UndiciHttpHandler } from './s3-http-handler.js';
+import { paceOptions, UndiciHttpHandler } from './s3-http-handler.js';
 import {
   checkRange,
   InvalidRangeError,
@@ -28,6 +28,7 @@ import {
   validateObjectName,
   validatePrefix,
   type ByteRange,
+  type WriteOptions,
   type ObjectInfo,
   type Store,
 } from './store.js';
@@ -206,18 +207,21 @@ export class S3Store implements Store {
     return Buffer.from(body.subarray(range.offset, range.offset + range.length));
   }
 
-  async write(name: string, data: Buffer): Promise<void> {
+  async write(name: string, data: Buffer, opts?: WriteOptions): Promise<void> {
     validateObjectName(name);
     await this.ready();
     const mode = await this.writeOnceMode();
+    // Throttled: the pacer rides along in the SDK's per-request handler options to
+    // UndiciHttpHandler, which sends the body as paced slices (throttled-store.ts).
+    const send = opts?.pace ? (paceOptions(opts.pace) as never) : undefined;
     if (mode === 'if-none-match') {
-      const done = await this.upload(name, data, true);
+      const done = await this.upload(name, data, true, send);
       if (done) return;
       // The server refused the condition after all (e.g. only on multipart): fall back.
     }
     await this.serialised(name, async () => {
       if (await this.head(name)) throw new ObjectExistsError(this.location, name);
-      await this.upload(name, data, false);
+      await this.upload(name, data, false, send);
     });
   }
 
@@ -371,8 +375,8 @@ export class S3Store implements Store {
    * server refused the condition with 501 (the caller falls back), throws
    * ObjectExistsError on 412.
    */
-  private async upload(name: string, data: Buffer, ifNoneMatch: boolean): Promise<boolean> {
-    if (data.length > this.p.multipartThresholdBytes) return this.uploadMultipart(name, data, ifNoneMatch);
+  private async upload(name: string, data: Buffer, ifNoneMatch: boolean, send?: never): Promise<boolean> {
+    if (data.length > this.p.multipartThresholdBytes) return this.uploadMultipart(name, data, ifNoneMatch, send);
     try {
       await this.p.client.send(
         new PutObjectCommand({
@@ -385,6 +389,7 @@ export class S3Store implements Store {
           ...(this.p.storageClass ? { StorageClass: this.p.storageClass as StorageClass } : {}),
           ...(ifNoneMatch ? { IfNoneMatch: '*' } : {}),
         }),
+        send,
       );
       return true;
     } catch (err) {
@@ -394,7 +399,7 @@ export class S3Store implements Store {
     }
   }
 
-  private async uploadMultipart(name: string, data: Buffer, ifNoneMatch: boolean): Promise<boolean> {
+  private async uploadMultipart(name: string, data: Buffer, ifNoneMatch: boolean, send?: never): Promise<boolean> {
     const Key = this.key(name);
     const created = await this.call(
       () =>
@@ -432,6 +437,7 @@ export class S3Store implements Store {
                   ContentLength: body.length,
                   ContentMD5: md5(body),
                 }),
+                send,
               ),
             `write ${name} (part ${i + 1} of ${count})`,
           );

@@ -45,11 +45,30 @@ export interface Store {
    * (when several writers race for one name, exactly one succeeds). Atomic: readers
    * see the whole object or nothing, and once write resolves the object is durable.
    */
-  write(name: string, data: Buffer): Promise<void>;
+  write(name: string, data: Buffer, opts?: WriteOptions): Promise<void>;
   /** Removes an object. Idempotent: deleting a missing object is not an error. */
   delete(name: string): Promise<void>;
   /** Releases resources; the store must not be used afterwards. */
   close(): Promise<void>;
+}
+
+/**
+ * Paces the bytes of a write as they go out (the throttle, see throttled-store.ts). A
+ * store that supports pacing cuts the body into slices of at most `sliceBytes()` and
+ * awaits `take(n)` before each slice of n bytes leaves (again for every retried
+ * attempt); a store that ignores it is paced after the fact by the throttle decorator.
+ */
+export interface WritePacer {
+  /** The largest slice to send at once, now (small enough to keep the rate smooth). */
+  sliceBytes(): number;
+  /** Resolves when `bytes` more may be sent; counts them as sent. Rejects when the write should stop. */
+  take(bytes: number): Promise<void>;
+}
+
+/** Options of Store.write. */
+export interface WriteOptions {
+  /** Upload pacing; see WritePacer. */
+  readonly pace?: WritePacer;
 }
 
 /** Base class of every store failure. */

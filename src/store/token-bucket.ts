@@ -1,4 +1,12 @@
-import type { Clock } from '../node/clock.js';
+import { abortError, type Clock } from '../node/clock.js';
+
+interface Waiter {
+  readonly bytes: number;
+  resolve(): void;
+}
+
+/** Longest single sleep of the queue; a rate change wakes it earlier anyway. */
+const MAX_SLEEP_MS = 1000;
 
 /**
  * Smallest burst allowance, in bytes: at very low rates a bucket still lets one small
@@ -20,13 +28,16 @@ const BURST_SECONDS = 0.02;
  * want smoothness take in slices of at most `sliceBytes()`.
  *
  * Not thread-safe across workers; one instance per limit per process. Rate changes
- * (setRate) apply from the moment they are made, also to callers already waiting once
- * they take again.
+ * (setRate) apply from the moment they are made, also to callers already waiting in
+ * take() (they are re-timed at once).
  */
 export class TokenBucket {
   private tokens: number;
   private lastRefillMs: number;
   private rate: number | null;
+  private readonly queue: Waiter[] = [];
+  private pumping = false;
+  private wake: AbortController | null = null;
 
   /** `bytesPerSecond: null` = no limit. */
   constructor(
@@ -46,8 +57,10 @@ export class TokenBucket {
   /** Changes the limit; accumulated tokens are capped to the new burst size. */
   setRate(bytesPerSecond: number | null): void {
     this.refill();
+    if (bytesPerSecond === this.rate) return;
     this.rate = bytesPerSecond;
     this.tokens = Math.min(this.tokens, this.capacity());
+    this.wake?.abort();
   }
 
   /** A slice size that keeps sends smooth at the current rate. */
@@ -66,10 +79,72 @@ export class TokenBucket {
     return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / this.rate) * 1000);
   }
 
-  /** Takes `bytes` tokens and sleeps as long as needed. */
-  async take(bytes: number, signal?: AbortSignal): Promise<void> {
-    const waitMs = this.takeDuration(bytes);
-    if (waitMs > 0) await this.clock.sleep(waitMs, signal);
+  /**
+   * Waits until `bytes` may be sent, then takes them. Callers are served first come,
+   * first served (concurrent writers sharing this bucket alternate slice by slice); a
+   * caller is let through once the tokens cover min(bytes, burst), so a take larger than
+   * the burst leaves a debt paid by the callers after it. A rate change (setRate) wakes
+   * the queue at once and applies to every caller still waiting. Rejects with the
+   * signal's reason when `signal` aborts while waiting (nothing is taken then).
+   */
+  take(bytes: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.queue.length === 0) {
+      this.refill();
+      if (this.rate === null || this.tokens >= Math.min(bytes, this.capacity())) {
+        this.tokens -= this.rate === null ? 0 : bytes;
+        return Promise.resolve();
+      }
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        bytes,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.queue.indexOf(waiter);
+        if (i >= 0) this.queue.splice(i, 1);
+        reject(abortError(signal!));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(waiter);
+      if (!this.pumping) void this.pump();
+    });
+  }
+
+  /** Number of callers waiting in take(). */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** Serves the queue in order, sleeping until the head's tokens are there. */
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        this.refill();
+        const head = this.queue[0]!;
+        if (this.rate === null || this.tokens >= Math.min(head.bytes, this.capacity())) {
+          if (this.rate !== null) this.tokens -= head.bytes;
+          this.queue.shift();
+          head.resolve();
+          continue;
+        }
+        const needMs = Math.ceil(((Math.min(head.bytes, this.capacity()) - this.tokens) / this.rate) * 1000);
+        this.wake = new AbortController();
+        try {
+          await this.clock.sleep(Math.max(1, Math.min(needMs, MAX_SLEEP_MS)), this.wake.signal);
+        } catch {
+          // Woken by setRate: re-evaluate at the new rate.
+        }
+        this.wake = null;
+      }
+    } finally {
+      this.pumping = false;
+    }
   }
 
   private capacity(): number {
