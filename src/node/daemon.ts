@@ -7,6 +7,7 @@ import { listenWeb } from '../wui/server.js';
 import type { Clock } from './clock.js';
 import { ConfigError, formatProblem, loadConfig } from './config/config.js';
 import type { NodeConfig } from './config/types.js';
+import { BandwidthManager } from './bandwidth.js';
 import { BackupJobRunner } from './job-runner.js';
 import { Logger } from './log.js';
 import type { NodeDirLayout } from './node-dir.js';
@@ -56,7 +57,11 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
     const db = await openBackupDb(layout.backupDbFile, { clock });
     cleanup.push(() => db.close());
 
-    const runner = new BackupJobRunner({ config: () => config, db, clock, log, layout });
+    // Limits, budgets and accounting (issue 5); stopped after the scheduler (cleanup runs in reverse).
+    const bandwidth = new BandwidthManager({ config: () => config, db, clock, log });
+    await bandwidth.start();
+    cleanup.push(() => bandwidth.stop());
+    const runner = new BackupJobRunner({ config: () => config, db, clock, log, layout, bandwidth });
     const onEvent = (e: SchedulerEvent) => {
       log.info(e.message);
       void db.events.addEvent({ job: e.job, level: 'info', kind: `scheduler.${e.kind}`, message: e.message, at: e.at }).catch(() => {});

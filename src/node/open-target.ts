@@ -6,6 +6,7 @@ import { openNodeStore } from '../store/node-store.js';
 import { withRetry } from '../store/retrying-store.js';
 import { openS3Store } from '../store/s3-store.js';
 import type { Store } from '../store/store.js';
+import type { RunBandwidth } from './bandwidth.js';
 import type { Clock } from './clock.js';
 import { CliExit, EXIT } from './cli-env.js';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -69,16 +70,19 @@ export interface OpenedTarget {
  */
 export async function openTarget(
   target: TargetConfig,
-  opts: { clock: Clock; workers?: number },
+  opts: { clock: Clock; workers?: number; bandwidth?: RunBandwidth },
 ): Promise<OpenedTarget> {
-  const store = await openTargetStore(target, { clock: opts.clock });
+  const base = await openTargetStore(target, { clock: opts.clock });
+  // Throttled (issue 5): a run's uploads go through the node/target/job limits and budgets.
+  const store = opts.bandwidth ? opts.bandwidth.wrapStore(base) : base;
   try {
     const passphrase = await readPassphrase(target.passphraseFile);
-    const { repo, created } = await Repository.openOrInit(store, passphrase, {
+    const opened = await Repository.openOrInit(store, passphrase, {
       clock: opts.clock,
       workers: opts.workers ?? 0,
     });
-    return { repo, store, target, created };
+    const repo = opts.bandwidth ? opts.bandwidth.wrapRepo(opened.repo) : opened.repo;
+    return { repo, store, target, created: opened.created };
   } catch (err) {
     await store.close().catch(() => {});
     throw err;

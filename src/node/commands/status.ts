@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { openBackupDb } from '../../backupdb/index.js';
 import type { NodeStatus } from '../../wui/status.js';
 import type { CliEnv } from '../cli-env.js';
+import { formatBandwidth, offlineBandwidthReport, type BandwidthReport } from '../bandwidth.js';
 import { formatBytes } from '../config/units.js';
 import { connectToRunningNode } from '../node-api-client.js';
 import { nodeDirLayout } from '../node-dir.js';
@@ -24,18 +25,25 @@ export function registerStatus(program: Command, env: CliEnv): void {
       const layout = nodeDirLayout(opts.nodeDirectory);
       const client = await connectToRunningNode(layout);
       let status: NodeStatus;
+      let bandwidth: BandwidthReport | null = null;
       if (client) {
         status = await client.get<NodeStatus>('/api/v1/status');
-      } else {
+        // Limits, rate and budgets from the running node when its API serves them.
+        bandwidth = await client.get<BandwidthReport>('/api/v1/bandwidth').catch(() => null);
+      }
+      if (!client || !bandwidth) {
         const config = await loadNodeConfig(layout);
         const db = await openBackupDb(layout.backupDbFile, { clock: env.clock });
         try {
-          status = await buildNodeStatus(config, db, env.clock, null);
+          if (!client) status = await buildNodeStatus(config, db, env.clock, null);
+          bandwidth = await offlineBandwidthReport(config, db, env.clock);
         } finally {
           await db.close();
         }
       }
-      env.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+      env.stdout.write(
+        opts.json ? JSON.stringify({ ...status!, bandwidth }, null, 2) + '\n' : formatStatus(status!) + formatBandwidth(bandwidth).join('\n') + '\n',
+      );
     });
 }
 
