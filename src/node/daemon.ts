@@ -13,6 +13,9 @@ import { Logger } from './log.js';
 import type { NodeDirLayout } from './node-dir.js';
 import { buildNodeStatus } from './node-status.js';
 import { PidLock } from './pid-lock.js';
+import { createNodeData, createSnapshotBrowser, createStorageView, readonlyToken } from './web-ports.js';
+import { isLoopbackHost } from '../wui/server.js';
+import type { StorageView } from '../wui/controls.js';
 
 /**
  * A node started by `nightjar start`: the composition root. It owns, in start order, the
@@ -87,8 +90,10 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
     // The scheduler stops before the backupdb closes: runs checkpoint into it.
     cleanup.push(() => scheduler.stop());
 
+    let storageView: StorageView | undefined;
     if (config.storage.enabled) {
       const storage = await startStorageService({ config, layout, clock, log });
+      storageView = createStorageView(storage, clock);
       cleanup.push(() => storage.close());
       log.info(`storage service on ${storage.url} (certificate fingerprint ${storage.fingerprint ?? 'none: plain HTTP'})`);
     }
@@ -108,8 +113,20 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
       cancel: (job) => scheduler.cancel(job),
     };
     const token = (await readFile(layout.apiTokenFile, 'utf8')).trim();
+    const shareToken = await readonlyToken(layout);
     const web = await listenWeb(
-      createWebApp({ clock, token, hostnames: config.node.webHostnames, status, controls }),
+      createWebApp({
+        clock,
+        token,
+        readonlyToken: shareToken,
+        hostnames: config.node.webHostnames,
+        status,
+        controls,
+        bandwidth,
+        data: createNodeData({ config: () => config, db }),
+        snapshots: createSnapshotBrowser({ config: () => config, clock, layout }),
+        ...(storageView ? { storage: storageView } : {}),
+      }),
       config.node.webListen,
       config.node.webPort,
     );
@@ -120,8 +137,12 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
     const jobs = Object.keys(config.jobs);
     log.info(`node "${config.node.nickname}" started in ${layout.root} (pid ${process.pid}); ${jobs.length} job(s)${jobs.length ? ': ' + jobs.join(', ') : ''}`);
     log.info(`status page on ${web.url}/`);
+    if (!isLoopbackHost(config.node.webListen)) {
+      log.warn(`the status page listens on ${config.node.webListen} (web.allow_remote = true): anyone who can reach it gets the login page; keep the token secret and prefer a TLS proxy`);
+    }
     // The login link carries the token: to the console only, never into the log file.
     opts.out.write(`open the status page: ${web.url}/login?token=${encodeURIComponent(token)}\n`);
+    opts.out.write(`read-only share link (status without controls): ${web.url}/login?token=${encodeURIComponent(shareToken)}\n`);
 
     let resolveStopped!: () => void;
     const stopped = new Promise<void>((r) => (resolveStopped = r));
