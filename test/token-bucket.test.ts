@@ -52,3 +52,39 @@ test('sending in slices keeps every 100 ms within 1.2× and 10 s within 1% of th
   const tenSeconds = bytesIn(1000, 11_000);
   assert.ok(Math.abs(tenSeconds / (rate * 10) - 1) < 0.01, `10 s ratio ${tenSeconds / (rate * 10)}`);
 });
+
+test('take() waits exactly, and a limit changed mid-wait re-times the waiting caller', async () => {
+  const clock = new FakeClock(0);
+  const bucket = new TokenBucket(clock, 1000);
+  await bucket.take(bucket.sliceBytes()); // the burst
+  let doneAt = -1;
+  void bucket.take(1000).then(() => (doneAt = clock.nowMs()));
+  await clock.advance(400);
+  assert.equal(doneAt, -1, 'still waiting at 0.4 s of 1 s');
+  bucket.setRate(10_000); // 400 bytes were earned at the old rate; 600 more take 60 ms now
+  await clock.advance(59);
+  assert.equal(doneAt, -1);
+  await clock.advance(1);
+  assert.equal(doneAt, 460);
+});
+
+test('take() serves concurrent callers first come, first served and honours abort', async () => {
+  const clock = new FakeClock(0);
+  const bucket = new TokenBucket(clock, 1000);
+  await bucket.take(bucket.sliceBytes());
+  const order: string[] = [];
+  const abort = new AbortController();
+  const a = bucket.take(100).then(() => order.push('a'));
+  const b = bucket.take(100, abort.signal).then(
+    () => order.push('b'),
+    (err: Error) => order.push(`b:${err.name}`),
+  );
+  const c = bucket.take(100).then(() => order.push('c'));
+  assert.equal(bucket.waiting, 3);
+  abort.abort();
+  await clock.advance(100);
+  assert.deepEqual(order, ['b:AbortError', 'a']);
+  await clock.advance(100);
+  await Promise.all([a, b, c]);
+  assert.deepEqual(order, ['b:AbortError', 'a', 'c'], 'the aborted caller took nothing: c needed only 200 ms');
+});
