@@ -8,6 +8,7 @@ import { RepoNotFoundError, SnapshotNotFoundError } from '../repo/errors.js';
 import { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/types.js';
 import type { StorageService } from '../server/storage-service.js';
+import { NotFoundError } from '../store/store.js';
 import {
   WebPortError,
   type NodeData,
@@ -124,7 +125,7 @@ export function createSnapshotBrowser(opts: { config: () => NodeConfig; clock: C
     try {
       return await repo.loadSnapshot(id);
     } catch (err) {
-      if (err instanceof SnapshotNotFoundError) throw new WebPortError(404, 'no such snapshot');
+      if (err instanceof SnapshotNotFoundError || err instanceof NotFoundError) throw new WebPortError(404, 'no such snapshot');
       throw err;
     }
   }
