@@ -156,6 +156,8 @@ export interface JobStatus {
     readonly suspendedAt: Date | null;
     readonly ignoreWindow: boolean;
     readonly gateReasons: readonly string[];
+    /** Time spent not suspended since the start (for the achieved rate behind the ETA). */
+    readonly activeMs: number;
   } | null;
   readonly lastOutcome: RunOutcome | null;
   readonly lastOutcomeAt: Date | null;
@@ -200,6 +202,9 @@ interface LiveRun {
   readonly startedAt: Date;
   ignoreWindow: boolean;
   suspendedAt: Date | null;
+  /** Time spent not suspended, up to `activeSince` (null while suspended). */
+  activeMs: number;
+  activeSince: Date | null;
   cancelled: boolean;
   stopping: boolean;
   done: Promise<void>;
@@ -430,6 +435,7 @@ export class Scheduler {
               suspendedAt: e.run.suspendedAt,
               ignoreWindow: e.run.ignoreWindow,
               gateReasons: e.run.gate.reasons,
+              activeMs: e.run.activeMs + (e.run.activeSince ? Math.max(0, now.getTime() - e.run.activeSince.getTime()) : 0),
             }
           : null,
         lastOutcome: e.lastOutcome,
@@ -552,6 +558,8 @@ export class Scheduler {
       run.gate.open(GATE_SLOT); // a run waiting for a slot to resume is back to waiting for its window
       if (e.state !== 'suspended') {
         run.suspendedAt = now;
+        if (run.activeSince) run.activeMs += Math.max(0, now.getTime() - run.activeSince.getTime());
+        run.activeSince = null;
         e.state = transition(e.state, 'suspended');
         const progress = this.progress(e);
         const next = nextWindowOpen(set, tz, now);
@@ -575,6 +583,7 @@ export class Scheduler {
     run.gate.open(GATE_WINDOW);
     run.gate.open(GATE_SLOT);
     run.suspendedAt = null;
+    run.activeSince = now;
     e.state = transition(e.state, 'running');
     e.announced = null;
     const w = currentWindow(set, tz, now);
@@ -653,6 +662,8 @@ export class Scheduler {
       startedAt: now,
       ignoreWindow,
       suspendedAt: null,
+      activeMs: 0,
+      activeSince: now,
       cancelled: false,
       stopping: false,
       done: Promise.resolve(),

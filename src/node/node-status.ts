@@ -1,6 +1,7 @@
 import type { BackupDb } from '../backupdb/index.js';
 import type { JobState } from '../backupdb/jobs.js';
 import type { RunProgress } from '../jobs/backup-run.js';
+import { estimateCompletion } from '../jobs/eta.js';
 import { describeState } from '../jobs/run-state.js';
 import { nextRunAt } from '../jobs/schedule.js';
 import type { JobStatus as SchedulerJobStatus } from '../jobs/scheduler.js';
@@ -25,14 +26,38 @@ export interface LiveView {
 export async function buildNodeStatus(config: NodeConfig, db: BackupDb, clock: Clock, live: LiveView | null): Promise<NodeStatus> {
   const now = clock.now();
   const states = new Map((await db.jobs.listJobStates()).map((s) => [s.job, s]));
-  const unfinished = new Set((await db.runs.unfinishedRuns()).map((r) => r.job));
+  const unfinishedRuns = await db.runs.unfinishedRuns();
+  const unfinished = new Set(unfinishedRuns.map((r) => r.job));
+  // Offline ETA inputs: the unfinished run's stored progress and the last complete size.
+  const offline = new Map<string, EtaFacts>();
+  if (!live) {
+    for (const r of unfinishedRuns) {
+      if (r.kind !== 'backup') continue;
+      const last = await db.runs.lastSuccessfulRun(r.job);
+      offline.set(r.job, {
+        bytesDone: r.stats.bytesSeen ?? 0,
+        bytesExpected: last?.stats.bytesSeen ?? 0,
+        // Stored durations include suspended time: a pessimistic rate, good enough offline.
+        activeMs: r.stats.durationMs ?? 0,
+        ignoreWindow: false,
+      });
+    }
+  }
   return {
     nickname: config.node.nickname,
     startedAt: live ? live.startedAt.toISOString() : null,
     now: now.toISOString(),
     running: live !== null,
     jobs: Object.values(config.jobs).map((job) =>
-      jobStatus(job, states.get(job.name) ?? null, live?.scheduler(job.name) ?? null, live?.progress(job.name) ?? null, unfinished.has(job.name), now),
+      jobStatus(
+        job,
+        states.get(job.name) ?? null,
+        live?.scheduler(job.name) ?? null,
+        live?.progress(job.name) ?? null,
+        unfinished.has(job.name),
+        now,
+        offline.get(job.name) ?? null,
+      ),
     ),
   };
 }
@@ -44,6 +69,7 @@ function jobStatus(
   progress: RunProgress | null,
   hasUnfinishedRun: boolean,
   now: Date,
+  offlineEta: EtaFacts | null,
 ): JobStatus {
   const paused = sched?.paused ?? state?.paused ?? false;
   let runState: string;
@@ -84,7 +110,46 @@ function jobStatus(
     lastCompletedAt: state?.lastCompletedAt?.toISOString() ?? null,
     lastError: sched?.lastError ?? null,
     progress: progress ? progressStatus(progress) : null,
+    eta: etaOf(job, now, sched?.run && progress ? liveEtaFacts(sched, progress) : offlineEta),
   };
+}
+
+/** What the ETA is computed from: bytes walked of bytes expected, over the time spent working. */
+export interface EtaFacts {
+  readonly bytesDone: number;
+  /** The size of the source at the last snapshot (0 = unknown: the first backup). */
+  readonly bytesExpected: number;
+  readonly activeMs: number;
+  readonly ignoreWindow: boolean;
+}
+
+function liveEtaFacts(sched: SchedulerJobStatus, p: RunProgress): EtaFacts {
+  return {
+    bytesDone: p.stats.bytesTotal,
+    bytesExpected: p.estimatedBytes,
+    activeMs: sched.run?.activeMs ?? 0,
+    ignoreWindow: sched.run?.ignoreWindow ?? false,
+  };
+}
+
+/**
+ * Window-aware ETA of a live or suspended run. Bytes left: the previous snapshot's size
+ * less the bytes walked so far (unchanged files count: they are walked, not read); rate:
+ * bytes walked per second of running (suspended time excluded when the node runs).
+ */
+export function etaOf(job: Pick<JobConfig, 'allowedTimes' | 'timezone' | 'onWindowClose'>, now: Date, f: EtaFacts | null): NonNullable<JobStatus['eta']> | null {
+  if (!f) return null;
+  if (f.bytesExpected <= 0) return { text: 'unknown until the first backup has completed', doneAt: null };
+  const bytesLeft = Math.max(0, f.bytesExpected - f.bytesDone);
+  const eta = estimateCompletion({
+    bytesLeft: bytesLeft > 0 ? bytesLeft : 1, // the estimate ran out: "almost done", not "done"
+    bytesPerSecond: f.activeMs > 0 ? (f.bytesDone * 1000) / f.activeMs : 0,
+    now,
+    windows: job.allowedTimes,
+    timezone: job.timezone,
+    ignoreWindows: f.ignoreWindow || job.onWindowClose === 'finish_job',
+  });
+  return { text: eta.text, doneAt: eta.doneAt?.toISOString() ?? null };
 }
 
 function progressStatus(p: RunProgress): RunProgressStatus {

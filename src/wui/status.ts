@@ -32,6 +32,12 @@ export interface JobStatus {
   readonly lastCompletedAt: string | null;
   readonly lastError: string | null;
   readonly progress: RunProgressStatus | null;
+  /**
+   * Window-aware estimate of the live run's end (`about 3 more nights (done around Thu
+   * 04:10)`), from the bytes left, the achieved rate and the windows ahead; null without a
+   * live or suspended run. `doneAt` is null when unknown.
+   */
+  readonly eta?: { readonly text: string; readonly doneAt: string | null } | null;
 }
 
 export interface RunProgressStatus {

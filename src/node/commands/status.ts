@@ -63,6 +63,7 @@ export function formatStatus(status: NodeStatus): string {
       const of = p.filesEstimated ? ` of about ${p.filesEstimated}` : '';
       lines.push(`  progress: ${p.filesDone}${of} files (${p.filesNew} new, ${p.filesChanged} changed, ${p.filesUnchanged} unchanged); ${formatBytes(p.bytesRead)} read, ${formatBytes(p.bytesWritten)} written`);
     }
+    if (job.eta) lines.push(`  ETA: ${job.eta.text}`);
     if (job.lastError) lines.push(`  last error: ${job.lastError}`);
   }
   return lines.join('\n') + '\n';
