@@ -108,6 +108,8 @@ function jobStatus(
     window: win ? windowText(job.timezone, win) : null,
     lastResult: sched?.lastOutcome ?? state?.lastResult ?? null,
     lastCompletedAt: state?.lastCompletedAt?.toISOString() ?? null,
+    lastRunId: state?.lastRunId ?? null,
+    lastEndedAt: state?.lastEndedAt?.toISOString() ?? null,
     lastError: sched?.lastError ?? null,
     progress: progress ? progressStatus(progress) : null,
     eta: etaOf(job, now, sched?.run && progress ? liveEtaFacts(sched, progress) : offlineEta),

@@ -30,6 +30,9 @@ export interface JobStatus {
   readonly window: string | null;
   readonly lastResult: string | null;
   readonly lastCompletedAt: string | null;
+  /** Id and end of the last ended run (the backupdb's run history), whatever its result. */
+  readonly lastRunId?: number | null;
+  readonly lastEndedAt?: string | null;
   readonly lastError: string | null;
   readonly progress: RunProgressStatus | null;
   /**

@@ -3,7 +3,10 @@ import { openBackupDb } from '../../backupdb/index.js';
 import { runBackupRecorded } from '../../jobs/job-run.js';
 import { ProgressBar } from '../../jobs/progress-bar.js';
 import { formatRunReport, runReportJson } from '../../jobs/report.js';
+import type { JobStatus, NodeStatus } from '../../wui/status.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
+import { formatBytes } from '../config/units.js';
+import { connectToRunningNode, type NodeApiClient } from '../node-api-client.js';
 import { nodeDirLayout } from '../node-dir.js';
 import { findJob, jobTarget, loadNodeConfig, openTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
@@ -13,13 +16,23 @@ interface RunJobOpts {
   dryRun?: boolean;
   json?: boolean;
   allowMassDelete?: boolean;
+  ignoreWindow?: boolean;
 }
+
+/** How often a run on the node is polled (the status is cheap; a second is responsive enough). */
+const POLL_MS = 1000;
 
 /**
  * `nightjar run-job JOB [--dry-run] [--json] [--allow-mass-delete]`: one backup run now,
  * in the foreground. Progress bar on stderr when it is a TTY; the final report on stdout
  * (as JSON with --json). Exit 0 complete, 3 partial (warnings), 1 failed or refused.
  * SIGINT/SIGTERM cancel the run cleanly (stored work is kept for the next run).
+ *
+ * With a node running on the directory, the run is the node's (one writer per repository):
+ * the command asks it to run the job now (inside the job's window unless --ignore-window),
+ * follows the run through the node's status until it ends, and exits with the run's code.
+ * Interrupting the command then only stops following; the run goes on in the node.
+ * `--dry-run` always runs here: it writes nothing.
  */
 export function registerRunJob(program: Command, env: CliEnv): void {
   program
@@ -30,10 +43,21 @@ export function registerRunJob(program: Command, env: CliEnv): void {
     .option('--dry-run', 'walk and compare only: report what would be stored, write nothing')
     .option('--json', 'print the final report as JSON on stdout')
     .option('--allow-mass-delete', 'override the mass-deletion guard (missing/empty source, many files gone)')
+    .option('--ignore-window', "with a running node: start now even outside the job's allowed times")
     .action(async (jobName: string, opts: RunJobOpts) => {
       const layout = nodeDirLayout(opts.nodeDirectory);
       const config = await loadNodeConfig(layout);
       const job = findJob(config, jobName);
+      if (!opts.dryRun) {
+        const client = await connectToRunningNode(layout);
+        if (client) {
+          if (opts.allowMassDelete) {
+            throw new CliExit(EXIT.usage, `a node runs on ${layout.root}: --allow-mass-delete works only without it (stop the node, or run the job there)`);
+          }
+          await runOnNode(client, job.name, opts, env);
+          return;
+        }
+      }
       const target = jobTarget(config, job);
       const db = await openBackupDb(layout.backupDbFile, { clock: env.clock });
       const ac = new AbortController();
@@ -79,3 +103,73 @@ export function registerRunJob(program: Command, env: CliEnv): void {
       }
     });
 }
+
+/** Exit codes by the run's result, as for a local run. */
+function exitFor(result: string | null | undefined): number {
+  return result === 'completed' ? EXIT.ok : result === 'partial' ? EXIT.partial : EXIT.failure;
+}
+
+/**
+ * Asks the running node to run `job` now and follows it until the run ends (a new entry in
+ * the job's run history). Progress lines go to stderr, the result to stdout; throws CliExit
+ * with the run's exit code when it did not complete.
+ */
+async function runOnNode(client: NodeApiClient, job: string, opts: RunJobOpts, env: CliEnv): Promise<void> {
+  const jobOf = async (): Promise<JobStatus> => {
+    const st = await client.get<NodeStatus>('/api/v1/status');
+    const j = st.jobs.find((x) => x.name === job);
+    if (!j) throw new CliExit(EXIT.failure, `the running node has no job ${job} (reload it after editing node.cfg)`);
+    return j;
+  };
+  const before = await jobOf();
+  const answer = await client.post<{ result: string }>(`/api/v1/jobs/${encodeURIComponent(job)}/run`, { ignoreWindow: opts.ignoreWindow === true });
+  if (answer.result === 'paused') {
+    throw new CliExit(EXIT.failure, `${job} is paused: the node keeps the request until you resume it (nightjar resume ${job})`);
+  }
+  env.stderr.write(
+    answer.result === 'already_running'
+      ? `${job} is already running in the node at ${client.url}; following it\n`
+      : `asked the node at ${client.url} to run ${job}${opts.ignoreWindow ? ' now, ignoring its window' : ''}; following it (Ctrl-C stops following, not the run)\n`,
+  );
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let said = '';
+  let last = before;
+  try {
+    for (;;) {
+      try {
+        await env.clock.sleep(POLL_MS, ac.signal);
+      } catch {
+        throw new CliExit(EXIT.failure, `stopped following; ${job} goes on in the node (nightjar status shows it)`);
+      }
+      try {
+        last = await jobOf();
+      } catch (err) {
+        if (err instanceof CliExit) throw err;
+        throw new CliExit(EXIT.failure, `lost the node (${err instanceof Error ? err.message : String(err)}); an unfinished run continues at the node's next start`);
+      }
+      const ended = last.lastRunId != null && last.lastRunId !== before.lastRunId;
+      if (ended) break;
+      const p = last.progress;
+      const line =
+        `${job}: ${last.label}` +
+        (p ? `, ${p.filesDone.toLocaleString('en-US')} files, ${formatBytes(p.bytesRead)} read` : '') +
+        (last.state === 'waiting_window' && last.nextStartAt ? `, starts ${last.nextStartAt}` : '') +
+        (last.eta && last.state === 'running' ? `, ETA ${last.eta.text}` : '');
+      if (line !== said) {
+        env.stderr.write(line + '\n');
+        said = line;
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const code = exitFor(last.lastResult);
+  if (opts.json) env.stdout.write(JSON.stringify({ job, via: 'node', runId: last.lastRunId, result: last.lastResult, error: last.lastError }, null, 2) + '\n');
+  else env.stdout.write(`${job}: ${last.lastResult ?? 'ended'} (run #${last.lastRunId} on the node)${last.lastError ? `: ${last.lastError}` : ''}\n`);
+  if (code !== EXIT.ok) throw new CliExit(code, '');
+}
+
