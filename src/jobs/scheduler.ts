@@ -321,7 +321,8 @@ export class Scheduler {
     if (!e.paused) {
       e.paused = true;
       e.run?.gate.close(GATE_PAUSED);
-      this.event(e, 'paused', `${name} paused by owner at ${this.hm(e, this.clock.now())}`);
+      const progress = e.run ? this.progress(e) : null;
+      this.event(e, 'paused', `${name} paused by owner at ${this.hm(e, this.clock.now())}${progress ? `: ${progress}` : ''}`);
     }
     await this.persistPause(e);
     this.poke();
