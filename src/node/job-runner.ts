@@ -2,6 +2,7 @@ import type { BackupDb } from '../backupdb/index.js';
 import type { RunProgress, RunStatus } from '../jobs/backup-run.js';
 import { runBackupRecorded } from '../jobs/job-run.js';
 import { GATE_SLOT, GATE_WINDOW, SchedulerStoppingError, type JobRunContext, type JobRunner, type RunOutcome } from '../jobs/scheduler.js';
+import type { BandwidthManager } from './bandwidth.js';
 import type { Clock } from './clock.js';
 import type { JobConfig, NodeConfig } from './config/types.js';
 import type { Logger } from './log.js';
@@ -22,6 +23,8 @@ export interface BackupJobRunnerDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly layout: NodeDirLayout;
+  /** Upload limits, budgets (they close the run's gate with 'budget spent') and read limits (issue 5). */
+  readonly bandwidth?: BandwidthManager;
 }
 
 /**
@@ -42,7 +45,8 @@ export class BackupJobRunner implements JobRunner {
     const config = this.deps.config();
     const target = config.targets[job.target.alias]!;
     const chunkIgnores = ctx.onWindowClose === 'finish_file' ? [GATE_WINDOW, GATE_SLOT] : [];
-    const opened = await openTarget(target, { clock, workers: config.node.workers });
+    const bandwidth = this.deps.bandwidth?.forRun({ job: job.name, target: target.alias, gate: ctx.gate, signal: ctx.signal });
+    const opened = await openTarget(target, { clock, workers: config.node.workers, ...(bandwidth ? { bandwidth } : {}) });
     try {
       const lock = await opened.repo.lock(false);
       try {
