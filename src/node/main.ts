@@ -13,6 +13,7 @@ import { registerAddClient } from './commands/add-client.js';
 import { registerStatus } from './commands/status.js';
 import { registerClients } from './commands/clients.js';
 import { registerPauseResume } from './commands/pause-resume.js';
+import { registerForget } from './commands/forget.js';
 
 const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
 
@@ -39,6 +40,7 @@ export function buildProgram(env: CliEnv): Command {
   registerStatus(program, env);
   registerClients(program, env);
   registerPauseResume(program, env);
+  registerForget(program, env);
   // Commander's exitOverride applies per command; subcommands inherit it when set first.
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;
