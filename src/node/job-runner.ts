@@ -1,5 +1,6 @@
 import type { BackupDb } from '../backupdb/index.js';
-import type { RunProgress, RunStatus } from '../jobs/backup-run.js';
+import type { RunProgress, RunResult, RunStatus } from '../jobs/backup-run.js';
+import { PreCommandFailedError, runJobHook, type HookInfo, type HookKind, type HookResult } from '../jobs/hooks.js';
 import { runBackupRecorded } from '../jobs/job-run.js';
 import { GATE_SLOT, GATE_WINDOW, SchedulerStoppingError, type JobRunContext, type JobRunner, type RunOutcome } from '../jobs/scheduler.js';
 import type { BandwidthManager } from './bandwidth.js';
@@ -40,7 +41,56 @@ export class BackupJobRunner implements JobRunner {
 
   constructor(private readonly deps: BackupJobRunnerDeps) {}
 
+  /**
+   * One run with its hooks (issue 9): `pre_command` first (a failure skips the run: it
+   * throws PreCommandFailedError, so the run ends failed with that reason), then the
+   * backup, then `post_command` with the result and `on_failure` when it failed. Hooks of
+   * a run stopped by a node stop are skipped (the run continues at the next start).
+   */
   async start(job: JobConfig, ctx: JobRunContext): Promise<RunOutcome> {
+    const pre = await this.hook('pre_command', { job }, ctx);
+    if (pre && !pre.ok) {
+      const err = new PreCommandFailedError(pre, job.hookTimeoutMs);
+      await this.hook('on_failure', { job, result: 'failed', error: err.message }, ctx);
+      throw err;
+    }
+    let result: RunResult;
+    try {
+      result = await this.backup(job, ctx);
+    } catch (err) {
+      if (!(ctx.signal.reason instanceof SchedulerStoppingError)) {
+        const error = err instanceof Error ? err.message : String(err);
+        await this.hook('post_command', { job, result: 'failed', error }, ctx);
+        await this.hook('on_failure', { job, result: 'failed', error }, ctx);
+      }
+      throw err;
+    }
+    const outcome = OUTCOME[result.status];
+    if (!(ctx.signal.reason instanceof SchedulerStoppingError)) {
+      const info: HookInfo = {
+        job, result: outcome, stats: result.stats,
+        ...(result.snapshot ? { snapshotId: result.snapshot.id } : {}),
+        ...(result.error !== undefined ? { error: result.error } : {}),
+      };
+      await this.hook('post_command', info, ctx);
+      if (outcome === 'failed') await this.hook('on_failure', info, ctx);
+    }
+    return outcome;
+  }
+
+  /** Runs one of the job's hooks (if configured), recorded in the event log and the node log. */
+  private hook(kind: HookKind, info: HookInfo, ctx: JobRunContext): Promise<HookResult | null> {
+    // pre_command obeys a cancel; the hooks after a run always get to run (bounded by hook_timeout).
+    return runJobHook(kind, info, {
+      ...(kind === 'pre_command' ? { signal: ctx.signal } : {}),
+      record: async (e) => {
+        this.deps.log[e.level](e.message);
+        await this.deps.db.events.addEvent({ job: info.job.name, level: e.level, kind: e.kind, message: e.message, detail: e.detail });
+      },
+    });
+  }
+
+  private async backup(job: JobConfig, ctx: JobRunContext): Promise<RunResult> {
     const { db, clock, layout } = this.deps;
     const config = this.deps.config();
     const target = config.targets[job.target.alias]!;
@@ -68,7 +118,7 @@ export class BackupJobRunner implements JobRunner {
           onProgress: (p) => this.progress.set(job.name, p),
           onEvent: (e) => this.deps.log[e.level](e.message),
         });
-        return OUTCOME[result.status];
+        return result;
       } finally {
         await lock.release().catch(() => {});
       }
