@@ -1,5 +1,7 @@
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { openBackupDb, type BackupDb } from '../backupdb/index.js';
+import { runJobHook } from '../jobs/hooks.js';
+import { startOverdueWatch } from '../jobs/overdue.js';
 import { Scheduler, type SchedulerEvent } from '../jobs/scheduler.js';
 import { startStorageService } from '../server/storage-service.js';
 import { createWebApp, type NodeControls } from '../wui/app.js';
@@ -105,6 +107,28 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
         scheduler: (job) => scheduler.status().find((s) => s.name === job) ?? null,
         progress: (job) => runner.progressOf(job),
       });
+    // Freshness alerts (issue 9): an event and on_overdue once per overdue episode, checked every minute.
+    const overdueWatch = startOverdueWatch({
+      clock,
+      jobs: () => Object.values(config.jobs),
+      lastCompletedAt: async (job) => (await db.jobs.getJobState(job)).lastCompletedAt,
+      since: startedAt,
+      onOverdue: async (job, o) => {
+        const message = `${job.name} is overdue: no successful backup ${o.lastCompletedAt ? `since ${o.lastCompletedAt.toISOString()}` : 'since the node started'}`;
+        log.warn(message);
+        await db.events.addEvent({ job: job.name, level: 'warn', kind: 'job.overdue', message });
+        await runJobHook(
+          'on_overdue',
+          { job, overdueSince: o.overdueSince.toISOString(), ...(o.lastCompletedAt ? { lastSuccessAt: o.lastCompletedAt.toISOString() } : {}) },
+          { signal: o.signal, record: async (e) => {
+            log[e.level](e.message);
+            await db.events.addEvent({ job: job.name, level: e.level, kind: e.kind, message: e.message, detail: e.detail });
+          } },
+        );
+      },
+      onError: (err) => log.warn(`overdue check: ${err instanceof Error ? err.message : String(err)}`),
+    });
+    cleanup.push(() => overdueWatch.stop());
     const controls: NodeControls = {
       hasJob: (job) => Object.hasOwn(config.jobs, job),
       pause: (job) => (job === null ? scheduler.pauseAll() : scheduler.pause(job)),

@@ -3,6 +3,7 @@ import type { JobState } from '../backupdb/jobs.js';
 import type { RunProgress } from '../jobs/backup-run.js';
 import { estimateCompletion } from '../jobs/eta.js';
 import { describeState } from '../jobs/run-state.js';
+import { overdueSince } from '../jobs/overdue.js';
 import { nextRunAt } from '../jobs/schedule.js';
 import type { JobStatus as SchedulerJobStatus } from '../jobs/scheduler.js';
 import { currentWindow, nextWindowOpen, windowText } from '../jobs/windows.js';
@@ -48,8 +49,8 @@ export async function buildNodeStatus(config: NodeConfig, db: BackupDb, clock: C
     startedAt: live ? live.startedAt.toISOString() : null,
     now: now.toISOString(),
     running: live !== null,
-    jobs: Object.values(config.jobs).map((job) =>
-      jobStatus(
+    jobs: Object.values(config.jobs).map((job) => ({
+      ...jobStatus(
         job,
         states.get(job.name) ?? null,
         live?.scheduler(job.name) ?? null,
@@ -58,7 +59,8 @@ export async function buildNodeStatus(config: NodeConfig, db: BackupDb, clock: C
         now,
         offline.get(job.name) ?? null,
       ),
-    ),
+      ...overdueStatus(job, states.get(job.name)?.lastCompletedAt ?? null, now, live?.startedAt ?? null),
+    })),
   };
 }
 
@@ -114,6 +116,17 @@ function jobStatus(
     progress: progress ? progressStatus(progress) : null,
     eta: etaOf(job, now, sched?.run && progress ? liveEtaFacts(sched, progress) : offlineEta),
   };
+}
+
+/** The overdue fields of a job's status (issue 9). */
+function overdueStatus(job: JobConfig, lastCompletedAt: Date | null, now: Date, since: Date | null): Pick<JobStatus, 'overdue' | 'overdueSince'> {
+  let at: Date | null = null;
+  try {
+    at = overdueSince(job, lastCompletedAt, now, since);
+  } catch {
+    // An unplannable schedule is a config error reported elsewhere.
+  }
+  return { overdue: at !== null, overdueSince: at?.toISOString() ?? null };
 }
 
 /** What the ETA is computed from: bytes walked of bytes expected, over the time spent working. */

@@ -41,6 +41,13 @@ export interface JobStatus {
    * live or suspended run. `doneAt` is null when unknown.
    */
   readonly eta?: { readonly text: string; readonly doneAt: string | null } | null;
+  /**
+   * No successful run for longer than the job's alert_after (src/jobs/overdue.ts); a job
+   * that never completed counts from the node's start (never offline). `overdueSince` is
+   * when the episode began.
+   */
+  readonly overdue?: boolean;
+  readonly overdueSince?: string | null;
 }
 
 export interface RunProgressStatus {
