@@ -21,6 +21,7 @@ import {
   type StorageView,
 } from './controls.js';
 import { LiveHub } from './live.js';
+import { metricsRouter } from './metrics.js';
 import type { NodeStatus } from './status.js';
 import { renderOverview, type PageContext, type Role } from './views.js';
 import { renderBrowse, renderError, renderEvents, renderJobPage, renderSnapshots, renderStorage, type ChartSeries } from './views-pages.js';
@@ -153,6 +154,8 @@ export function createWebApp(opts: WebAppOptions): express.Express {
     res.locals.role = role;
     next();
   });
+  // Prometheus text (issue 9), behind the token like every other page.
+  app.use(metricsRouter({ status: opts.status, ...(opts.bandwidth ? { bandwidth: opts.bandwidth } : {}), ...(opts.data ? { data: opts.data } : {}) }));
 
   app.get('/static/app.css', (_req, res) => {
     res.type('text/css').send(STYLESHEET);
@@ -201,7 +204,8 @@ export function createWebApp(opts: WebAppOptions): express.Express {
       const now = opts.clock.nowMs();
       const runStart = job.progress?.startedAt ? Date.parse(job.progress.startedAt) : now - 3600_000;
       const runSpan = Math.max(60_000, now - runStart);
-      const runBucket = Math.max(5_000, Math.ceil(runSpan / 60 / 1000) * 1000);
+      // Usage is kept in minute buckets at the finest.
+      const runBucket = Math.max(60_000, Math.ceil(runSpan / 60 / 60_000) * 60_000);
       try {
         charts.push({
           title: job.progress ? 'This run' : 'Last hour',

@@ -63,6 +63,8 @@ export class LiveHub {
   private readonly listeners = new Set<(u: LiveUpdate) => void>();
   private timer: NodeJS.Timeout | null = null;
   private readonly rates = new RateTracker();
+  /** Start of each job's live run, kept while it is paused or suspended (no live progress then). */
+  private readonly runStarts = new Map<string, string>();
 
   constructor(
     private readonly opts: {
@@ -80,7 +82,8 @@ export class LiveHub {
   async current(): Promise<LiveUpdate> {
     const status = await this.opts.status();
     const nowMs = this.opts.clock.nowMs();
-    for (const j of status.jobs) this.rates.record(nowMs, j.name, j.progress ? j.progress.bytesWritten : null);
+    const sent = await this.sentThisRun(status);
+    for (const j of status.jobs) this.rates.record(nowMs, j.name, j.progress ? (sent.get(j.name) ?? j.progress.bytesWritten) : null);
     const rates = this.rates.rates();
     let figures: NodeFigures = { rate: [...rates.values()].reduce((a, b) => a + b, 0), limit: undefined, limits: [] };
     if (this.opts.bandwidth) {
@@ -92,7 +95,32 @@ export class LiveHub {
         // Bandwidth figures are extra; the status is still worth sending.
       }
     }
-    return { status, view: liveView(status, rates, figures), limits: figures.limits };
+    return { status, view: liveView(status, rates, figures, sent), limits: figures.limits };
+  }
+
+  /**
+   * Bytes each running job has really sent since its run started, from the bandwidth
+   * accounting (the throttled store counts what leaves); empty without bandwidth controls,
+   * and the run's written-bytes counter is shown instead.
+   */
+  private async sentThisRun(status: NodeStatus): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const bw = this.opts.bandwidth;
+    if (!bw) return out;
+    for (const j of status.jobs) {
+      if (j.progress?.startedAt) this.runStarts.set(j.name, j.progress.startedAt);
+      else if (!j.paused && j.state !== 'suspended') this.runStarts.delete(j.name);
+      const since = this.runStarts.get(j.name);
+      if (since === undefined) continue;
+      try {
+        // Usage is accounted in whole minutes: count from the minute the run started in.
+        const points = await bw.usage({ since: new Date(Math.floor(Date.parse(since) / 60_000) * 60_000), job: j.name, bucketMs: 86_400_000 });
+        out.set(j.name, points.reduce((a, p) => a + p.bytes, 0));
+      } catch {
+        // Fall back to the run's own counter.
+      }
+    }
+    return out;
   }
 
   /** Adds a listener; the returned function removes it. The first listener starts polling. */

@@ -141,13 +141,14 @@ function stateOf(job: JobStatus, nowMs: number): { label: string; cls: string } 
 }
 
 /** Builds the live view of a status; `rates` are per-job send rates in bytes/s. */
-export function liveView(status: NodeStatus, rates: ReadonlyMap<string, number>, node: NodeFigures): LiveView {
+export function liveView(status: NodeStatus, rates: ReadonlyMap<string, number>, node: NodeFigures, sent: ReadonlyMap<string, number> = new Map()): LiveView {
   const nowMs = Date.parse(status.now);
   const jobs: Record<string, LiveView['jobs'][string]> = {};
   for (const j of status.jobs) {
     const p = j.progress;
     const s = stateOf(j, nowMs);
     const rate = rates.get(j.name);
+    const bytesSent = sent.get(j.name) ?? p?.bytesWritten ?? 0;
     jobs[j.name] = {
       label: s.label,
       stateClass: s.cls,
@@ -165,8 +166,8 @@ export function liveView(status: NodeStatus, rates: ReadonlyMap<string, number>,
         filesUnchanged: p ? num(p.filesUnchanged) : '—',
         bytesRead: p ? formatBytes(p.bytesRead) : '—',
         bytesNew: p ? formatBytes(p.bytesNew) : '—',
-        bytesSent: p ? formatBytes(p.bytesWritten) : '—',
-        bytesSentExact: p ? String(p.bytesWritten) : '0',
+        bytesSent: p || sent.has(j.name) ? formatBytes(bytesSent) : '—',
+        bytesSentExact: String(bytesSent),
         rate: p && rate !== undefined ? formatRate(rate) : '—',
         eta: etaText(j) ?? '—',
         currentPath: p?.currentPath || '—',
