@@ -14,6 +14,7 @@ import { registerStatus } from './commands/status.js';
 import { registerClients } from './commands/clients.js';
 import { registerPauseResume } from './commands/pause-resume.js';
 import { registerForget } from './commands/forget.js';
+import { registerCheckHealth } from './commands/check-health.js';
 
 const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
 
@@ -41,6 +42,7 @@ export function buildProgram(env: CliEnv): Command {
   registerClients(program, env);
   registerPauseResume(program, env);
   registerForget(program, env);
+  registerCheckHealth(program, env);
   // Commander's exitOverride applies per command; subcommands inherit it when set first.
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;
