@@ -188,6 +188,19 @@ interface BudgetState {
   used: number;
 }
 
+/** A run as it registers with the manager (see forRun). */
+export interface RunRegistration {
+  readonly job: string;
+  readonly target: string;
+  readonly gate?: RunGate;
+  readonly signal?: AbortSignal;
+  /**
+   * Awaited before each object upload starts, after the budget check: the runner holds
+   * uploads here while the run is paused or suspended (an upload already sending finishes).
+   */
+  readonly uploadGate?: (name: string) => Promise<void>;
+}
+
 interface Run {
   readonly job: string;
   readonly target: string;
@@ -288,7 +301,7 @@ export class BandwidthManager implements BandwidthControls {
    * while a budget of the job or target is spent; `signal` aborts waiting. The run is
    * registered when its store is wrapped and unregistered when that store is closed.
    */
-  forRun(run: { job: string; target: string; gate?: RunGate; signal?: AbortSignal }): RunBandwidth {
+  forRun(run: RunRegistration): RunBandwidth {
     return {
       wrapStore: (store) => this.wrapStore(store, run),
       wrapRepo: (repo) => pacedReads(repo, () => this.limitedBucket(`read:${run.job}`), run.signal),
@@ -296,7 +309,7 @@ export class BandwidthManager implements BandwidthControls {
   }
 
   /** The store throttled by the node, target and job limits, accounted to job/target (job '' = no job). */
-  wrapStore(store: Store, run: { job: string; target: string; gate?: RunGate; signal?: AbortSignal }): Store {
+  wrapStore(store: Store, run: RunRegistration): Store {
     const reg: Run = { job: run.job, target: run.target, gate: run.gate ?? null };
     this.runs.add(reg);
     if (this.isSpentFor(reg)) reg.gate?.close(GATE_BUDGET);
@@ -311,7 +324,10 @@ export class BandwidthManager implements BandwidthControls {
     const throttle: UploadThrottle = {
       sliceBytes: () => chain.sliceBytes(),
       take: (n) => chain.take(n),
-      beforeWrite: (name) => this.waitForBudget(reg, name, run.signal),
+      beforeWrite: async (name) => {
+        await this.waitForBudget(reg, name, run.signal);
+        await run.uploadGate?.(name);
+      },
       close: () => {
         this.runs.delete(reg);
         reg.gate?.open(GATE_BUDGET);

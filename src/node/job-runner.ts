@@ -95,7 +95,13 @@ export class BackupJobRunner implements JobRunner {
     const config = this.deps.config();
     const target = config.targets[job.target.alias]!;
     const chunkIgnores = ctx.onWindowClose === 'finish_file' ? [GATE_WINDOW, GATE_SLOT] : [];
-    const bandwidth = this.deps.bandwidth?.forRun({ job: job.name, target: target.alias, gate: ctx.gate, signal: ctx.signal });
+    // While the run is parked no new upload starts (packs already sealed wait too), except
+    // the writes of the checkpoint taken at the park, so what was read is made durable.
+    let parkCheckpoint = false;
+    const uploadGate = async (name: string) => {
+      if (!parkCheckpoint && !name.startsWith('locks/')) await ctx.gate.wait(ctx.signal, chunkIgnores);
+    };
+    const bandwidth = this.deps.bandwidth?.forRun({ job: job.name, target: target.alias, gate: ctx.gate, signal: ctx.signal, uploadGate });
     const opened = await openTarget(target, { clock, workers: config.node.workers, ...(bandwidth ? { bandwidth } : {}) });
     try {
       const lock = await opened.repo.lock(false);
@@ -112,7 +118,14 @@ export class BackupJobRunner implements JobRunner {
           // finish_file: a closed window (or a resume waiting for a slot) parks the run only
           // at file boundaries; a pause parks it at the next chunk, as in suspend mode.
           gate: (at) => ctx.gate.wait(ctx.signal, at === 'chunk' ? chunkIgnores : undefined),
-          gateClosed: (at) => (at === 'chunk' ? !ctx.gate.isOpenIgnoring(chunkIgnores) : !ctx.gate.isOpen),
+          gateClosed: (at) => {
+            const closed = at === 'chunk' ? !ctx.gate.isOpenIgnoring(chunkIgnores) : !ctx.gate.isOpen;
+            if (closed) parkCheckpoint = true; // the engine checkpoints now (see uploadGate)
+            return closed;
+          },
+          onCheckpoint: (_stats, info) => {
+            if (info?.parked) parkCheckpoint = false;
+          },
           keepUnfinished: () => ctx.signal.reason instanceof SchedulerStoppingError,
           skipDirs: [layout.root, ...(target.kind === 'local' ? [target.location] : [])],
           onProgress: (p) => this.progress.set(job.name, p),
