@@ -15,6 +15,7 @@ import { registerClients } from './commands/clients.js';
 import { registerPauseResume } from './commands/pause-resume.js';
 import { registerForget } from './commands/forget.js';
 import { registerCheckHealth } from './commands/check-health.js';
+import { registerPrune } from './commands/prune.js';
 
 const PACKAGE_JSON_URL = new URL('../../../package.json', import.meta.url);
 
@@ -43,6 +44,7 @@ export function buildProgram(env: CliEnv): Command {
   registerPauseResume(program, env);
   registerForget(program, env);
   registerCheckHealth(program, env);
+  registerPrune(program, env);
   // Commander's exitOverride applies per command; subcommands inherit it when set first.
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(program.configureOutput());
   return program;
