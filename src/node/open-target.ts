@@ -5,7 +5,7 @@ import { LocalStore } from '../store/local-store.js';
 import { openNodeStore } from '../store/node-store.js';
 import { withRetry } from '../store/retrying-store.js';
 import { openS3Store } from '../store/s3-store.js';
-import type { Store } from '../store/store.js';
+import { StoreError, type Store } from '../store/store.js';
 import type { RunBandwidth } from './bandwidth.js';
 import type { Clock } from './clock.js';
 import { CliExit, EXIT } from './cli-env.js';
@@ -193,6 +193,7 @@ export async function withSnapshot<T>(
   type Found = { target: TargetConfig; snapshot: Snapshot; opened: OpenedTarget };
   const matches: Found[] = [];
   const openedAll: OpenedTarget[] = [];
+  const unreachable: StoreError[] = [];
   const closeAll = async (keep?: OpenedTarget) => {
     for (const o of openedAll) {
       if (o === keep) continue;
@@ -202,9 +203,16 @@ export async function withSnapshot<T>(
   };
   try {
     for (const target of targetsFor(config, opts.job)) {
-      if (target.kind !== 'local') continue;
       // Each target is opened once (the key derivation is the slow part) and kept for fn.
-      const opened = await openTarget(target, { clock: opts.clock, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+      // An unreachable target is passed over unless no other target has a match.
+      let opened: OpenedTarget;
+      try {
+        opened = await openTarget(target, { clock: opts.clock, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        unreachable.push(err);
+        continue;
+      }
       openedAll.push(opened);
       for (const s of await opened.repo.listSnapshots()) {
         if (opts.job !== undefined && s.job !== opts.job) continue;
@@ -220,6 +228,10 @@ export async function withSnapshot<T>(
     throw err;
   }
   const scope = opts.job ? ` of job ${opts.job}` : '';
+  if (matches.length === 0 && unreachable.length > 0) {
+    await closeAll();
+    throw unreachable[0];
+  }
   let chosen: Found | undefined;
   try {
     if (opts.asOf || ref === 'latest') {
