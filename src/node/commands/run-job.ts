@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { openBackupDb } from '../../backupdb/index.js';
+import { BandwidthManager } from '../bandwidth.js';
 import { runBackupRecorded } from '../../jobs/job-run.js';
 import { ProgressBar } from '../../jobs/progress-bar.js';
 import { formatRunReport, runReportJson } from '../../jobs/report.js';
@@ -66,7 +67,14 @@ export function registerRunJob(program: Command, env: CliEnv): void {
       process.once('SIGTERM', onSignal);
       const bar = new ProgressBar(env.stderr as NodeJS.WritableStream & { isTTY?: boolean }, env.clock);
       try {
-        const opened = await openTarget(target, { clock: env.clock, workers: config.node.workers });
+        // The same upload limits, budgets and accounting as runs the node starts.
+        const bandwidth = new BandwidthManager({ config: () => config, db, clock: env.clock });
+        await bandwidth.start({ tick: false });
+        const opened = await openTarget(target, {
+          clock: env.clock,
+          workers: config.node.workers,
+          bandwidth: bandwidth.forRun({ job: job.name, target: target.alias, signal: ac.signal }),
+        });
         let result;
         try {
           const lock = opts.dryRun ? null : await opened.repo.lock(false);
@@ -81,7 +89,7 @@ export function registerRunJob(program: Command, env: CliEnv): void {
               dryRun: opts.dryRun === true,
               allowMassDelete: opts.allowMassDelete === true,
               signal: ac.signal,
-              skipDirs: target.kind === 'local' ? [target.location] : [],
+              skipDirs: [layout.root, ...(target.kind === 'local' ? [target.location] : [])],
               onProgress: (p) => bar.backup(p),
             });
           } finally {
@@ -91,6 +99,7 @@ export function registerRunJob(program: Command, env: CliEnv): void {
           bar.done();
           await opened.repo.close().catch(() => {});
           await opened.store.close().catch(() => {});
+          await bandwidth.stop();
         }
         if (opts.json) env.stdout.write(JSON.stringify(runReportJson(job.name, result), null, 2) + '\n');
         else env.stdout.write(formatRunReport(job.name, result));
