@@ -10,7 +10,7 @@ let cleanup: () => Promise<void>;
 before(async () => ({ dir: root, cleanup } = await tempDir('nightjar-throttle-cli-')));
 after(() => cleanup());
 
-test('a one-shot run-job obeys the job bandwidth limit and records the bytes sent', async () => {
+test('a one-shot run-job (no node running) obeys the job bandwidth limit', async () => {
   const source = join(root, 'src');
   await mkdir(source);
   await writeFile(join(source, 'random.bin'), randomBytes(1024 * 1024)); // incompressible: ~1 MiB goes out
