@@ -163,6 +163,21 @@ function resolveLocal(tz: string, y: number, m: number, d: number, minuteOfDay: 
   return { instants: [], gapEnd: hi };
 }
 
+/** Local calendar date (y, m, d) and weekday (0 = Sunday) of instant `at` in `tz`. */
+export function localDate(tz: string, at: number): { y: number; m: number; d: number; weekday: number } {
+  const p = localParts(tz, at);
+  return addDays(p.year, p.month, p.day, 0);
+}
+
+/**
+ * The instant local date y-m-d begins in `tz` (month and day may overflow: d = 32 is the
+ * next month); a midnight skipped by DST begins at the end of the gap.
+ */
+export function localMidnight(tz: string, y: number, m: number, d: number): number {
+  const { instants, gapEnd } = resolveLocal(tz, y, m, d, 0);
+  return instants[0] ?? gapEnd;
+}
+
 /** Local calendar date (y, m, d) shifted by `n` days, and its weekday (0 = Sunday). */
 function addDays(y: number, m: number, d: number, n: number): { y: number; m: number; d: number; weekday: number } {
   const t = new Date(Date.UTC(y, m - 1, d + n));

@@ -12,7 +12,7 @@
 import type { BackupDb } from '../backupdb/index.js';
 import type { UsageSample } from '../backupdb/usage.js';
 import type { RunGate } from '../jobs/run-gate.js';
-import { currentWindow, isAlwaysOpen, isInWindow, nextWindowOpen, previousWindowOpen } from '../jobs/windows.js';
+import { currentWindow, isAlwaysOpen, isInWindow, localDate, localMidnight, nextWindowOpen, previousWindowOpen } from '../jobs/windows.js';
 import type { Store } from '../store/store.js';
 import { chainThrottle, throttleStore, type UploadThrottle } from '../store/throttled-store.js';
 import { TokenBucket } from '../store/token-bucket.js';
@@ -31,56 +31,9 @@ const DAY_MS = 86_400_000;
 
 // ---------------------------------------------------------------- zone math
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-
-function localParts(tz: string, ms: number): { y: number; m: number; d: number; hh: number; mm: number; ss: number; weekday: number } {
-  let f = formatters.get(tz);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone: tz,
-      hourCycle: 'h23',
-      weekday: 'short',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
-    formatters.set(tz, f);
-  }
-  const out = { y: 0, m: 0, d: 0, hh: 0, mm: 0, ss: 0, weekday: 0 };
-  for (const p of f.formatToParts(ms)) {
-    if (p.type === 'year') out.y = Number(p.value);
-    else if (p.type === 'month') out.m = Number(p.value);
-    else if (p.type === 'day') out.d = Number(p.value);
-    else if (p.type === 'hour') out.hh = Number(p.value) % 24;
-    else if (p.type === 'minute') out.mm = Number(p.value);
-    else if (p.type === 'second') out.ss = Number(p.value);
-    else if (p.type === 'weekday') out.weekday = WEEKDAYS.indexOf(p.value);
-  }
-  return out;
-}
-
-function offsetAt(tz: string, ms: number): number {
-  const whole = Math.floor(ms / 1000) * 1000;
-  const p = localParts(tz, whole);
-  return Date.UTC(p.y, p.m - 1, p.d, p.hh, p.mm, p.ss) - whole;
-}
-
-/** The instant local midnight starts the local date y-m-d in `tz` (month/day may overflow). */
-function localMidnight(tz: string, y: number, m: number, d: number): number {
-  const wall = Date.UTC(y, m - 1, d);
-  let t = wall - offsetAt(tz, wall);
-  const o2 = offsetAt(tz, t);
-  if (wall - o2 !== t && offsetAt(tz, wall - o2) === o2) t = wall - o2;
-  return t;
-}
-
 /** Start of the local day holding `ms` in `tz` (for rolling usage up into local days). */
 export function localDayStart(tz: string, ms: number): number {
-  const p = localParts(tz, ms);
+  const p = localDate(tz, ms);
   return localMidnight(tz, p.y, p.m, p.d);
 }
 
@@ -127,7 +80,7 @@ export function budgetPeriod(per: Budget['per'], tz: string, windows: WindowSet 
     const next = nextWindowOpen(windows, tz, at);
     return { start: prev ?? new Date(localDayStart(tz, ms)), renewsAt: next?.opensAt ?? null };
   }
-  const p = localParts(tz, ms);
+  const p = localDate(tz, ms);
   if (per === 'month') return { start: new Date(localMidnight(tz, p.y, p.m, 1)), renewsAt: new Date(localMidnight(tz, p.y, p.m + 1, 1)) };
   if (per === 'week') {
     const back = (p.weekday + 6) % 7; // days since Monday
