@@ -3,6 +3,8 @@
  * daemon implements. The web app never touches the scheduler, stores or backupdb itself.
  */
 
+import type { ClientStatus } from '../server/storage-service.js';
+
 /** Owner controls over jobs. `job: null` means every job. */
 export interface NodeControls {
   hasJob(job: string): boolean;
@@ -169,17 +171,11 @@ export interface SnapshotBrowser {
   restores(): readonly RestoreTask[];
 }
 
-/** One client of the storage service (a peer that backs up to this node). */
-export interface StorageClientView {
-  readonly name: string;
-  readonly appendOnly: boolean;
-  readonly quota: number | null;
-  readonly usedBytes: number;
-  readonly objects: number;
-  readonly createdAt: string;
-  readonly lastSeenAt: string | null;
-  readonly lastBackupAt: string | null;
-}
+/** One client of the storage service (a peer that backs up to this node), as the page shows it. */
+export type StorageClientView = Pick<
+  ClientStatus,
+  'name' | 'appendOnly' | 'quota' | 'usedBytes' | 'objects' | 'createdAt' | 'lastSeenAt' | 'lastBackupAt'
+>;
 
 /** The storage service this node offers its peers (present only with `[storage] enabled`). */
 export interface StorageView {
