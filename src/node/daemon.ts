@@ -1,6 +1,7 @@
 import { readFile, unlink, writeFile } from 'node:fs/promises';
 import { openBackupDb, type BackupDb } from '../backupdb/index.js';
 import { runJobHook } from '../jobs/hooks.js';
+import { startMaintenanceWatch } from '../jobs/maintenance.js';
 import { startOverdueWatch } from '../jobs/overdue.js';
 import { Scheduler, type SchedulerEvent } from '../jobs/scheduler.js';
 import { startStorageService } from '../server/storage-service.js';
@@ -15,6 +16,7 @@ import { Logger } from './log.js';
 import type { NodeDirLayout } from './node-dir.js';
 import { buildNodeStatus } from './node-status.js';
 import { PidLock } from './pid-lock.js';
+import { withTarget } from './open-target.js';
 import { createNodeData, createSnapshotBrowser, createStorageView, readonlyToken } from './web-ports.js';
 import { isLoopbackHost } from '../wui/server.js';
 import type { StorageView } from '../wui/controls.js';
@@ -129,6 +131,17 @@ export async function startNode(layout: NodeDirLayout, opts: StartOptions): Prom
       onError: (err) => log.warn(`overdue check: ${err instanceof Error ? err.message : String(err)}`),
     });
     cleanup.push(() => overdueWatch.stop());
+    // Scheduled verify and prune (issue 9): inside the job's windows, recorded as runs of kind verify/prune.
+    const maintenance = startMaintenanceWatch({
+      clock,
+      db,
+      jobs: () => Object.values(config.jobs),
+      withRepo: (job, fn) => withTarget(config.targets[job.target.alias]!, { clock, workers: 1 }, ({ repo }) => fn(repo)),
+      log,
+      targetBusy: (job) =>
+        scheduler.status().some((s) => s.run !== null && config.jobs[s.name]?.target.alias === job.target.alias),
+    });
+    cleanup.push(() => maintenance.stop());
     const controls: NodeControls = {
       hasJob: (job) => Object.hasOwn(config.jobs, job),
       pause: (job) => (job === null ? scheduler.pauseAll() : scheduler.pause(job)),

@@ -63,13 +63,14 @@ export interface VerifyReport {
  * Reads the given packs back and verifies each: SHA-256 equals its name, the header
  * decrypts, every blob decrypts, decompresses and hashes to its id. Reads one pack at a
  * time (memory: one pack). Never throws for damage (it is in the report); a store error
- * other than a missing pack propagates.
+ * other than a missing pack propagates, and so does `signal`'s reason (checked between packs).
  */
-export async function verifyPacks(repo: Repository, packs: readonly string[]): Promise<VerifyReport> {
+export async function verifyPacks(repo: Repository, packs: readonly string[], opts: { signal?: AbortSignal } = {}): Promise<VerifyReport> {
   const keys = repositoryKeys(repo);
   const problems: PackProblem[] = [];
   let bytesRead = 0;
   for (const pack of packs) {
+    opts.signal?.throwIfAborted();
     const name = packObjectName(pack);
     let data: Buffer;
     try {
