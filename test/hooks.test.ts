@@ -138,4 +138,25 @@ describe('BackupJobRunner hooks', () => {
       await db.close();
     }
   });
+
+  it('a run that fails (unreadable passphrase file) runs post_command and on_failure with the error', async () => {
+    const nodeDir = join(dir, 'n3');
+    await mkdir(join(nodeDir, 'src'), { recursive: true });
+    const out = join(nodeDir, 'hooks.txt');
+    const cfg = config(nodeDir, [
+      `b1.post_command = echo "post $NIGHTJAR_RESULT" >> ${out}`,
+      `b1.on_failure = echo "failure $NIGHTJAR_RESULT $NIGHTJAR_ERROR" >> ${out}`,
+    ]);
+    const db = await openBackupDb(join(nodeDir, 'backupdb.sqlite'), { clock: systemClock });
+    try {
+      const runner = new BackupJobRunner({ config: () => cfg, db, clock: systemClock, log: new Logger(systemClock, null, null), layout: nodeDirLayout(nodeDir) });
+      const ctx = { gate: new RunGate(), signal: new AbortController().signal, onWindowClose: 'suspend' as const, ignoreWindow: false, reason: 'test' };
+      await assert.rejects(runner.start(cfg.jobs.b1!, ctx));
+      const lines = (await readFile(out, 'utf8')).trim().split('\n');
+      assert.equal(lines[0], 'post failed');
+      assert.match(lines[1]!, /^failure failed .*pass/);
+    } finally {
+      await db.close();
+    }
+  });
 });

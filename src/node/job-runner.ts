@@ -60,8 +60,10 @@ export class BackupJobRunner implements JobRunner {
     } catch (err) {
       if (!(ctx.signal.reason instanceof SchedulerStoppingError)) {
         const error = err instanceof Error ? err.message : String(err);
-        await this.hook('post_command', { job, result: 'failed', error }, ctx);
-        await this.hook('on_failure', { job, result: 'failed', error }, ctx);
+        // A cancel by the owner is not a failure.
+        const result = ctx.signal.aborted ? 'cancelled' : 'failed';
+        await this.hook('post_command', { job, result, error }, ctx);
+        if (result === 'failed') await this.hook('on_failure', { job, result, error }, ctx);
       }
       throw err;
     }
