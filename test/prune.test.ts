@@ -105,6 +105,39 @@ describe('prune', () => {
     await r2.close();
   });
 
+  it('repacks a mostly-garbage pack: its live blob moves, the old pack goes, everything still reads', async () => {
+    const store = new MemoryStore();
+    const repo = await Repository.init(store, PASS, { ...opts(), packSize: 1024 * 1024 });
+    // Five small files share one pack; snapshot 1 has all five, snapshot 2 only the first.
+    const files = Array.from({ length: 5 }, () => randomBytes(20_000));
+    const contents: string[][] = [];
+    for (const [i, d] of files.entries()) {
+      const f = path.join(dir, `small${i}`);
+      await fsp.writeFile(f, d);
+      contents.push((await repo.saveFile(Buffer.from(f))).content);
+    }
+    const all = await repo.saveTree({ entries: files.map((d, i) => entry(`f${i}`, contents[i]!, d.length)) });
+    const one = await repo.saveTree({ entries: [entry('f0', contents[0]!, files[0]!.length)] });
+    await repo.flush();
+    const s1 = await repo.saveSnapshot({ tree: all, host: 'h', job: 'j', target: 't', source: '/s' });
+    const s2 = await repo.saveSnapshot({ tree: one, host: 'h', job: 'j', target: 't', source: '/s' });
+    await repo.close();
+    await store.delete(`snapshots/${s1.id}`);
+
+    const r1 = await Repository.open(store, PASS, opts());
+    const report = await prune(r1, {});
+    await r1.close();
+    assert.equal(report.repackedPacks.length, 1, JSON.stringify(report));
+    assert.equal(report.newPacks.length, 1);
+    assert.ok(report.bytesFreed >= 4 * 20_000, `freed ${report.bytesFreed}`);
+    const r2 = await Repository.open(store, PASS, opts());
+    const check = await r2.check({ readData: true });
+    assert.ok(check.ok, JSON.stringify(check.problems));
+    assert.deepEqual(check.unreferencedPacks, []);
+    assert.ok((await readFile(r2, s2.id, 'f0')).equals(files[0]!));
+    await r2.close();
+  });
+
   it('refuses when a listing fails, and deletes nothing', async () => {
     const store = new FailingListStore();
     const repo = await Repository.init(store, PASS, opts());

@@ -37,7 +37,7 @@ export function registerPrune(program: Command, env: CliEnv): void {
             const verb = r.dryRun ? 'would free' : 'freed';
             env.stdout.write(
               `${target.alias}: ${r.snapshots} snapshot(s), ${r.liveBlobs} live blob(s); ${verb} ${formatBytes(r.bytesFreed)} ` +
-                `(${r.deletedPacks.length} unused pack(s), ${r.unreferencedPacks.length} unreferenced pack(s), ${r.rewrittenIndexes} index object(s) rewritten)` +
+                `(${r.deletedPacks.length} unused pack(s), ${r.unreferencedPacks.length} unreferenced pack(s), ${r.repackedPacks.length} pack(s) repacked into ${r.newPacks.length}, ${r.rewrittenIndexes} index object(s) rewritten)` +
                 (r.garbageBytesKept > 0 ? `; ${formatBytes(r.garbageBytesKept)} of garbage stays in packs that still hold live data` : '') +
                 '\n',
             );
