@@ -49,6 +49,7 @@ describe('assessHealth', () => {
       code: HEALTH.critical, line: /CRITICAL - b1 overdue by more than twice alert_after/,
     },
     { name: 'a failed last run: CRITICAL', jobs: [job({ lastResult: 'failed', lastError: 'disk gone' }), job({ name: 'b2', lastResult: 'partial' })], code: HEALTH.critical, line: /CRITICAL - b1 last run failed: disk gone; b2 last run partial/ },
+    { name: 'a failed verify: CRITICAL', jobs: [job({ lastVerify: { endedAt: '2026-11-24T02:00:00.000Z', result: 'failed', error: 'data/ab/abcd: content does not match its name' } })], code: HEALTH.critical, line: /CRITICAL - b1 last verify failed: data\/ab/ },
     { name: 'a refused run: CRITICAL', jobs: [job({ lastResult: 'refused' })], code: HEALTH.critical, line: /CRITICAL/ },
     { name: 'disabled jobs do not count', jobs: [job({ enabled: false, lastResult: 'failed' })], code: HEALTH.ok, line: /OK - 0 job/ },
     { name: 'node not running: WARNING', jobs: [job({})], running: false, code: HEALTH.warning, line: /WARNING - node not running/ },

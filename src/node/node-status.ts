@@ -27,6 +27,12 @@ export interface LiveView {
 export async function buildNodeStatus(config: NodeConfig, db: BackupDb, clock: Clock, live: LiveView | null): Promise<NodeStatus> {
   const now = clock.now();
   const states = new Map((await db.jobs.listJobStates()).map((s) => [s.job, s]));
+  const verifies = new Map<string, JobStatus['lastVerify']>();
+  for (const job of Object.values(config.jobs)) {
+    if (job.verifyFrequencyMs === null) continue;
+    const [v] = await db.runs.listRuns(job.name, 1, { kind: 'verify' });
+    verifies.set(job.name, v ? { endedAt: v.endedAt?.toISOString() ?? null, result: v.result, error: v.error } : null);
+  }
   const unfinishedRuns = await db.runs.unfinishedRuns();
   const unfinished = new Set(unfinishedRuns.map((r) => r.job));
   // Offline ETA inputs: the unfinished run's stored progress and the last complete size.
@@ -60,6 +66,7 @@ export async function buildNodeStatus(config: NodeConfig, db: BackupDb, clock: C
         offline.get(job.name) ?? null,
       ),
       ...overdueStatus(job, states.get(job.name)?.lastCompletedAt ?? null, now, live?.startedAt ?? null),
+      ...(verifies.has(job.name) ? { lastVerify: verifies.get(job.name) ?? null } : {}),
     })),
   };
 }

@@ -48,6 +48,8 @@ export interface JobStatus {
    */
   readonly overdue?: boolean;
   readonly overdueSince?: string | null;
+  /** The last scheduled verify of the job's target (verify_frequency), or null when none ran. */
+  readonly lastVerify?: { readonly endedAt: string | null; readonly result: string; readonly error: string | null } | null;
 }
 
 export interface RunProgressStatus {

@@ -35,7 +35,7 @@ export interface HealthReport {
 
 /**
  * The health of a node from its status (pure): per enabled job CRITICAL when the last
- * run failed or was refused, or it is overdue by more than twice its alert_after; WARNING
+ * run failed or was refused, the last scheduled verify failed, or it is overdue by more than twice its alert_after; WARNING
  * when it is overdue or the last run was partial; else OK. A node that is not running is
  * a WARNING. The node's code is the worst; perfdata gives each job's age (s) with the
  * warning and critical thresholds.
@@ -58,6 +58,9 @@ export function assessHealth(status: NodeStatus, config: NodeConfig, now: Date):
     if (j.lastResult === 'failed' || j.lastResult === 'refused') {
       code = HEALTH.critical;
       reason = `last run ${j.lastResult}${j.lastError ? `: ${j.lastError}` : ''}${j.overdue ? '; ' + reason : ''}`;
+    } else if (j.lastVerify?.result === 'failed' && j.lastVerify.error) {
+      code = HEALTH.critical;
+      reason = `last verify failed: ${j.lastVerify.error}`;
     } else if (j.lastResult === 'partial' && code === HEALTH.ok) {
       code = HEALTH.warning;
       reason = 'last run partial (some files could not be read)';

@@ -57,6 +57,7 @@ export function formatStatus(status: NodeStatus): string {
     lines.push('', `${job.name}: ${job.label}`);
     lines.push(`  ${job.source} -> ${job.target}, ${job.schedule}, allowed ${job.allowedTimes}${job.window ? ` (window ${job.window})` : ''}`);
     lines.push(`  last result: ${job.lastResult ?? 'never run'}; last success: ${job.lastCompletedAt ?? 'never'}`);
+    if (job.lastVerify) lines.push(`  last verify: ${job.lastVerify.result}${job.lastVerify.endedAt ? ` at ${job.lastVerify.endedAt}` : ''}${job.lastVerify.error ? ` (${job.lastVerify.error})` : ''}`);
     if (job.overdue) lines.push(`  OVERDUE since ${job.overdueSince ?? '?'}: no successful backup for longer than alert_after`);
     if (job.nextStartAt) lines.push(`  next start: ${job.nextStartAt}${job.nextStartReason ? ` (${job.nextStartReason})` : ''}`);
     const p = job.progress;
