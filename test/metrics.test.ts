@@ -73,7 +73,7 @@ const STATUS: NodeStatus = {
   running: true,
   jobs: [
     jobStatus({}),
-    jobStatus({ name: 'photos', state: 'suspended', lastCompletedAt: null, lastResult: null, overdue: true, paused: true }),
+    jobStatus({ name: 'photos', state: 'suspended', lastCompletedAt: null, lastResult: null, overdue: true, paused: true, lastVerify: { endedAt: '2026-11-24T02:00:00.000Z', result: 'failed', error: 'x' } }),
   ],
 };
 
@@ -113,6 +113,8 @@ describe('renderMetrics', () => {
     assert.deepEqual(get('nightjar_job_overdue', { job: 'photos' }), [1]);
     assert.deepEqual(get('nightjar_job_overdue', { job: 'b1' }), [0]);
     assert.deepEqual(get('nightjar_job_paused', { job: 'photos' }), [1]);
+    assert.deepEqual(get('nightjar_job_last_verify_success', { job: 'photos' }), [0]);
+    assert.deepEqual(get('nightjar_job_last_verify_success', { job: 'b1' }), []);
     assert.deepEqual(get('nightjar_upload_rate_bytes_per_second'), [1000.5]);
     assert.deepEqual(get('nightjar_bandwidth_limit_bytes_per_second', { scope: 'node' }), [1_048_576]);
     assert.deepEqual(get('nightjar_bandwidth_limit_bytes_per_second', { scope: 'job' }), [], 'no limit: no sample');

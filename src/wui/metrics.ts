@@ -75,6 +75,10 @@ export function renderMetrics(
   family('nightjar_job_state', 'gauge', 'The job state: 1 for the current one.', states);
   family('nightjar_job_paused', 'gauge', 'Whether the owner paused the job.', jobs.map((j) => [{ job: j.name }, j.paused ? 1 : 0]));
   family('nightjar_job_overdue', 'gauge', 'No successful backup for longer than alert_after.', jobs.map((j) => [{ job: j.name }, j.overdue ? 1 : 0]));
+  family('nightjar_job_last_verify_timestamp_seconds', 'gauge', 'End of the last scheduled verify, Unix time.',
+    jobs.map((j) => [{ job: j.name }, secs(j.lastVerify?.endedAt)]));
+  family('nightjar_job_last_verify_success', 'gauge', '1 when the last scheduled verify passed, 0 when it failed.',
+    jobs.map((j) => [{ job: j.name }, j.lastVerify ? (j.lastVerify.result === 'completed' ? 1 : j.lastVerify.result === 'failed' ? 0 : null) : null]));
   family('nightjar_job_next_start_timestamp_seconds', 'gauge', 'Next planned start, Unix time.', jobs.map((j) => [{ job: j.name }, secs(j.nextStartAt)]));
   if (bandwidth) {
     family('nightjar_upload_rate_bytes_per_second', 'gauge', 'Node-wide upload rate over the last few seconds.', [[{}, bandwidth.currentBytesPerSecond]]);
