@@ -160,3 +160,26 @@ describe('BackupJobRunner hooks', () => {
     }
   });
 });
+
+describe('nightjar run-job hooks', () => {
+  it('a local run-job runs pre_command and post_command; a failing pre_command ends it with exit 1 and the reason', async () => {
+    const { runCli } = await import('./helpers/cli.js');
+    const node = join(dir, 'cli-node');
+    const src = join(dir, 'cli-src');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, 'a.txt'), 'hello');
+    assert.equal((await runCli(['create-node', node, '--source', src])).code, 0);
+    const cfgFile = join(node, 'node.cfg');
+    const base = await readFile(cfgFile, 'utf8');
+    const out = join(dir, 'cli-post.txt');
+    await writeFile(cfgFile, base.replace(/^(b1\.target = .*)$/m, `$1\nb1.post_command = echo "$NIGHTJAR_RESULT $NIGHTJAR_FILES_NEW" > ${out}`));
+    const ok = await runCli(['run-job', 'b1', '-d', node]);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.equal(await readFile(out, 'utf8'), 'completed 1\n');
+
+    await writeFile(cfgFile, base.replace(/^(b1\.target = .*)$/m, '$1\nb1.pre_command = echo not mounted && exit 7'));
+    const skipped = await runCli(['run-job', 'b1', '-d', node]);
+    assert.equal(skipped.code, 1);
+    assert.match(skipped.stderr, /run skipped: pre_command exited 7: not mounted/);
+  });
+});

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { openBackupDb } from '../../backupdb/index.js';
 import { BandwidthManager } from '../bandwidth.js';
 import { runBackupRecorded } from '../../jobs/job-run.js';
+import { PreCommandFailedError, runJobHook, type HookInfo, type HookKind } from '../../jobs/hooks.js';
 import { ProgressBar } from '../../jobs/progress-bar.js';
 import { formatRunReport, runReportJson } from '../../jobs/report.js';
 import type { JobStatus, NodeStatus } from '../../wui/status.js';
@@ -66,7 +67,24 @@ export function registerRunJob(program: Command, env: CliEnv): void {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       const bar = new ProgressBar(env.stderr as NodeJS.WritableStream & { isTTY?: boolean }, env.clock);
+      // Hooks as for runs the node starts (issue 9), recorded in the event log; none for a dry run.
+      const hook = (kind: HookKind, info: HookInfo) =>
+        opts.dryRun
+          ? Promise.resolve(null)
+          : runJobHook(kind, info, {
+              ...(kind === 'pre_command' ? { signal: ac.signal } : {}),
+              record: async (e) => {
+                if (e.level !== 'info') env.stderr.write(`nightjar: ${e.message}\n`);
+                await db.events.addEvent({ job: job.name, level: e.level, kind: e.kind, message: e.message, detail: e.detail });
+              },
+            });
       try {
+        const pre = await hook('pre_command', { job });
+        if (pre && !pre.ok) {
+          const err = new PreCommandFailedError(pre, job.hookTimeoutMs);
+          await hook('on_failure', { job, result: 'failed', error: err.message });
+          throw new CliExit(EXIT.failure, err.message);
+        }
         // The same upload limits, budgets and accounting as runs the node starts.
         const bandwidth = new BandwidthManager({ config: () => config, db, clock: env.clock });
         await bandwidth.start({ tick: false });
@@ -100,6 +118,16 @@ export function registerRunJob(program: Command, env: CliEnv): void {
           await opened.repo.close().catch(() => {});
           await opened.store.close().catch(() => {});
           await bandwidth.stop();
+        }
+        {
+          const outcome = ({ complete: 'completed', partial: 'partial', refused: 'refused', failed: 'failed', cancelled: 'cancelled' } as const)[result.status];
+          const info: HookInfo = {
+            job, result: outcome, stats: result.stats,
+            ...(result.snapshot ? { snapshotId: result.snapshot.id } : {}),
+            ...(result.error !== undefined ? { error: result.error } : {}),
+          };
+          await hook('post_command', info);
+          if (outcome === 'failed') await hook('on_failure', info);
         }
         if (opts.json) env.stdout.write(JSON.stringify(runReportJson(job.name, result), null, 2) + '\n');
         else env.stdout.write(formatRunReport(job.name, result));
