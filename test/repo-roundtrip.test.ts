@@ -177,6 +177,31 @@ describe('Repository round trip on a local store', () => {
     await repo.close();
   });
 
+  it('files repeating one chunk, or holding the same chunks in opposite orders, save concurrently', async () => {
+    // Each chunk waits for a blob reserved by an earlier chunk of its own file, or of the
+    // other file, which itself waits for this file's: blobs must not queue behind chunks.
+    const repo = await Repository.init(new LocalStore(path.join(dir, 'order')), PASS, opts());
+    const data = randomBytes(6 * 1024 * 1024);
+    const lens = repo.makeChunker().chunkAll(data);
+    assert.ok(lens.length >= 3, 'random data gives several chunks');
+    const c0 = data.subarray(0, lens[0]!);
+    const c1 = data.subarray(lens[0]!, lens[0]! + lens[1]!);
+    const a = path.join(src, 'order-a');
+    const b = path.join(src, 'order-b');
+    const z = path.join(src, 'zeros');
+    await fsp.writeFile(a, Buffer.concat([c0, c1]));
+    await fsp.writeFile(b, Buffer.concat([c1, c0]));
+    await fsp.writeFile(z, Buffer.alloc(24 * 1024 * 1024));
+    for (let round = 0; round < 3; round++) {
+      const rs = await Promise.all([a, b, z].map((p) => repo.saveFile(Buffer.from(p), {})));
+      assert.deepEqual(rs[1]!.content, [rs[0]!.content[1], rs[0]!.content[0]]);
+      assert.ok(new Set(rs[2]!.content).size === 1 && rs[2]!.content.length >= 6);
+    }
+    await repo.flush();
+    assert.ok((await repo.check({ readData: true })).ok);
+    await repo.close();
+  });
+
   it('saveFile rejects with the fs error for a missing file, and the repository stays usable', async () => {
     const repo = await Repository.init(new LocalStore(path.join(dir, 'err')), PASS, opts());
     await assert.rejects(repo.saveFile(Buffer.from(path.join(src, 'nope')), {}), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');

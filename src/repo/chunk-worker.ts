@@ -1,160 +1,306 @@
 /**
- * Worker thread of the WorkerPool: reads files itself, chunks, hashes, and — for chunks
- * the main thread says are new — compresses and encrypts them. Protocol (all messages
- * carry `job`):
- *   main → worker: {t:'job', job, path}  {t:'need', job, seq, need}  {t:'cancel', job}
- *   worker → main: {t:'chunk', job, seq, id, raw}          a chunk was cut and hashed
- *                  {t:'blob', job, seq, id, data, raw, compressed}   sealed bytes (transferred)
- *                  {t:'done', job, bytesRead, changed}      every chunk was answered
- *                  {t:'error', job, code, message, errno, syscall}
- * At most WINDOW chunks per job wait for an answer (backpressure: the main thread stops
- * answering while its gate is closed or its packs are uploading).
+ * Worker thread of the WorkerPool: reads files itself (synchronous calls: this thread
+ * does nothing else, and each libuv round trip it saves is worth more than the parallel
+ * I/O it gives up), chunks, hashes, and — for chunks the main thread says are new —
+ * compresses and encrypts them. Messages are batched both ways, so a small file costs a
+ * share of one message, not a round trip per file and per chunk:
+ *
+ *   main → worker: {t:'files', files: [job, path][]}   read these, in order
+ *                  {t:'need', a: number[]}               triples job, seq, need (1/0)
+ *                  {t:'recycle', data}                   an 'out' message's buffer, done with (transferred back)
+ *                  {t:'cancel', job}
+ *   worker → main: {t:'out', items: Item[], data: ArrayBuffer | null}   (data transferred)
+ *     ['c', job, seq, id, raw]                    a chunk was cut and hashed
+ *     ['b', job, seq, offset, length, raw, compressed]  sealed bytes of a wanted chunk: data[offset, +length)
+ *     ['d', job, bytesRead, changed, after]       the file was read to its end (blobs may follow)
+ *     ['e', job, code, message, errno, syscall]   the file failed (nothing more follows for it)
+ *
+ * `after` is the lstat of the path once the file is closed (FileStatAfter), or null when
+ * the path is gone. Chunks awaiting an answer are bounded by PENDING_BYTES per thread
+ * (backpressure: the main thread stops answering while its gate is closed or its packs
+ * are uploading, and this thread then stops reading).
  */
-import { promises as fsp } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync } from './compress.js';
-import { blobId, seal } from './crypto.js';
+import { blobId, SEAL_OVERHEAD, sealInto } from './crypto.js';
 
 interface Init {
   encKey: Uint8Array;
   idKey: Uint8Array;
   gear: Int32Array;
   params: ChunkerParams;
-  window: number;
+  pendingBytes: number;
 }
 
 const init = workerData as Init;
 const encKey = Buffer.from(init.encKey);
 const idKey = Buffer.from(init.idKey);
 const chunker = new Chunker(init.gear, init.params);
-const WINDOW = init.window;
+const PENDING_BYTES = init.pendingBytes;
 const READ_SIZE = 1024 * 1024;
+/** Work done between two looks at the message queue (answers free memory, cancels stop work). */
+const SLICE_BYTES = 2 * 1024 * 1024;
+const SLICE_FILES = 64;
+/** Size of an outbox buffer (a larger blob gets one of its own); it is posted once full. */
+const OUT_BYTES = 1024 * 1024;
+/** Outbox buffers the main thread sent back, kept for reuse (no garbage per message). */
+const MAX_FREE = 3;
 const port = parentPort!;
 
 interface JobState {
   cancelled: boolean;
+  /** Queued or being read (false once its 'd' or 'e' is out). */
+  reading: boolean;
   pending: Map<number, Buffer>;
-  waiter: (() => void) | null;
 }
+
+interface Current {
+  job: number;
+  st: JobState;
+  path: Buffer;
+  fd: number;
+  before: BigIntStats;
+  start: number;
+  end: number;
+  eof: boolean;
+  seq: number;
+  bytesRead: number;
+}
+
 const jobs = new Map<number, JobState>();
+const queue: { job: number; path: Buffer }[] = [];
+let current: Current | null = null;
+let pendingBytes = 0;
+let buf: Buffer | null = null;
+let scheduled = false;
 
-port.on('message', (m: { t: string; job: number; path?: Uint8Array; seq?: number; need?: boolean }) => {
-  if (m.t === 'job') {
-    const st: JobState = { cancelled: false, pending: new Map(), waiter: null };
-    jobs.set(m.job, st);
-    runJob(m.job, Buffer.from(m.path!), st).finally(() => jobs.delete(m.job));
-  } else if (m.t === 'need') {
-    const st = jobs.get(m.job);
-    if (!st) return;
-    const chunk = st.pending.get(m.seq!);
-    st.pending.delete(m.seq!);
-    if (chunk && m.need && !st.cancelled) {
-      try {
-        const z = maybeCompressSync(chunk);
-        const sealed = seal(encKey, z ?? chunk);
-        const ab = toTransferable(sealed);
-        port.postMessage(
-          { t: 'blob', job: m.job, seq: m.seq, data: ab, raw: chunk.length, compressed: z !== null },
-          [ab],
-        );
-      } catch (err) {
-        st.cancelled = true;
-        postError(m.job, err);
-      }
-    }
-    wake(st);
-  } else if (m.t === 'cancel') {
-    const st = jobs.get(m.job);
-    if (st) {
-      st.cancelled = true;
-      st.pending.clear();
-      wake(st);
-    }
-  }
-});
+// ---------------------------------------------------------------- outbox
 
-function wake(st: JobState): void {
-  const w = st.waiter;
-  st.waiter = null;
-  w?.();
+type Item = (string | number | boolean | null | bigint[])[];
+let items: Item[] = [];
+/** Sealed blobs of the outbox, back to back; transferred with it and sent back for reuse. */
+let out: Uint8Array | null = null;
+let outBytes = 0;
+const free: ArrayBuffer[] = [];
+
+function flush(): void {
+  if (items.length === 0) return;
+  const data = out ? (out.buffer as ArrayBuffer) : null;
+  port.postMessage({ t: 'out', items, data }, data ? [data] : []);
+  items = [];
+  out = null;
+  outBytes = 0;
 }
 
-/** An ArrayBuffer holding exactly `b`'s bytes that may be transferred (not the shared pool). */
-function toTransferable(b: Buffer): ArrayBuffer {
-  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
-  const ab = new ArrayBuffer(b.length);
-  new Uint8Array(ab).set(b);
-  return ab;
+/** Room for `n` more bytes in the outbox (posting it first when full). */
+function room(n: number): Uint8Array {
+  if (out && outBytes + n > out.length) flush();
+  if (!out) {
+    const i = free.findIndex((b) => b.byteLength >= n);
+    out = new Uint8Array(i >= 0 ? free.splice(i, 1)[0]! : new ArrayBuffer(Math.max(OUT_BYTES, n)));
+  }
+  return out;
 }
 
 function postError(job: number, err: unknown): void {
   const e = err as NodeJS.ErrnoException;
-  port.postMessage({ t: 'error', job, code: e?.code, message: e?.message ?? String(err), errno: e?.errno, syscall: e?.syscall });
+  items.push(['e', job, e?.code ?? null, e?.message ?? String(err), e?.errno ?? null, e?.syscall ?? null]);
 }
 
-async function runJob(job: number, path: Buffer, st: JobState): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
+// ---------------------------------------------------------------- messages
+
+port.on('message', (m: { t: string; job?: number; files?: [number, Uint8Array][]; a?: number[]; data?: ArrayBuffer }) => {
+  if (m.t === 'files') {
+    for (const [job, path] of m.files!) {
+      jobs.set(job, { cancelled: false, reading: true, pending: new Map() });
+      queue.push({ job, path: Buffer.from(path.buffer, path.byteOffset, path.byteLength) });
+    }
+  } else if (m.t === 'need') {
+    const a = m.a!;
+    for (let i = 0; i < a.length; i += 3) answer(a[i]!, a[i + 1]!, a[i + 2] === 1);
+    flush();
+  } else if (m.t === 'recycle') {
+    if (m.data && free.length < MAX_FREE && m.data.byteLength === OUT_BYTES) free.push(m.data);
+    return;
+  } else if (m.t === 'cancel') {
+    const st = jobs.get(m.job!);
+    if (st) {
+      st.cancelled = true;
+      for (const c of st.pending.values()) pendingBytes -= c.length;
+      st.pending.clear();
+      jobs.delete(m.job!);
+    }
+  }
+  schedule();
+});
+
+function answer(job: number, seq: number, need: boolean): void {
+  const st = jobs.get(job);
+  if (!st) return;
+  const chunk = st.pending.get(seq);
+  if (!chunk) return;
+  st.pending.delete(seq);
+  pendingBytes -= chunk.length;
+  if (need && !st.cancelled) {
+    try {
+      const z = maybeCompressSync(chunk);
+      const plain = z ?? chunk;
+      const dst = room(plain.length + SEAL_OVERHEAD);
+      const len = sealInto(encKey, plain, dst, outBytes);
+      items.push(['b', job, seq, outBytes, len, chunk.length, z !== null]);
+      outBytes += len;
+    } catch (err) {
+      fail(job, st, err);
+    }
+  }
+  if (st.pending.size === 0 && !st.reading) jobs.delete(job);
+}
+
+function fail(job: number, st: JobState, err: unknown): void {
+  if (st.cancelled) return;
+  st.cancelled = true;
+  for (const c of st.pending.values()) pendingBytes -= c.length;
+  st.pending.clear();
+  postError(job, err);
+}
+
+// ---------------------------------------------------------------- reading
+
+function schedule(): void {
+  if (scheduled) return;
+  scheduled = true;
+  setImmediate(pump);
+}
+
+/** Reads and hashes for one slice, posts what it produced, and comes back after the message queue had its turn. */
+function pump(): void {
+  scheduled = false;
+  let bytes = 0;
+  let files = 0;
+  while (pendingBytes < PENDING_BYTES && bytes < SLICE_BYTES && files < SLICE_FILES) {
+    if (!current) {
+      const next = queue.shift();
+      if (!next) break;
+      const st = jobs.get(next.job);
+      if (!st || st.cancelled) continue;
+      files++;
+      current = openFile(next.job, st, next.path);
+      if (!current) continue;
+    }
+    bytes += step(current);
+  }
+  flush();
+  if (pendingBytes < PENDING_BYTES && (current || queue.length > 0)) schedule();
+}
+
+function openFile(job: number, st: JobState, path: Buffer): Current | null {
+  let fd = -1;
   try {
-    fh = await fsp.open(path, 'r');
-    const before = await fh.stat({ bigint: true });
+    fd = openSync(path, 'r');
+    const before = fstatSync(fd, { bigint: true });
     if (!before.isFile()) {
       const err: NodeJS.ErrnoException = new Error(`not a regular file: ${path.toString()}`);
       err.code = 'EISDIR';
       throw err;
     }
-    const { maxSize } = chunker.params;
-    // Small files get small buffers; big ones a window of maxSize + one read.
-    const cap = Math.max(64 * 1024, Math.min(Number(before.size) + 1, maxSize + READ_SIZE));
-    let buf = Buffer.allocUnsafe(cap);
-    let start = 0;
-    let end = 0;
-    let eof = false;
-    let seq = 0;
-    let bytesRead = 0;
-    while (!st.cancelled) {
-      // Fill until maxSize bytes are available or the file ends.
-      while (!eof && end - start < maxSize) {
-        if (end === buf.length) {
-          if (start > 0) {
-            buf.copy(buf, 0, start, end);
-            end -= start;
-            start = 0;
-          } else {
-            const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, maxSize + READ_SIZE));
-            buf.copy(bigger, 0, 0, end);
-            buf = bigger;
-          }
-        }
-        const { bytesRead: n } = await fh.read(buf, end, Math.min(READ_SIZE, buf.length - end), null);
-        if (n === 0) eof = true;
-        end += n;
-        bytesRead += n;
-      }
-      if (st.cancelled) break;
-      if (end === start) break;
-      const n = chunker.cut(buf, start, end);
-      const chunk = Buffer.allocUnsafe(n);
-      buf.copy(chunk, 0, start, start + n);
-      start += n;
-      const id = blobId(idKey, chunk);
-      st.pending.set(seq, chunk);
-      port.postMessage({ t: 'chunk', job, seq, id, raw: n });
-      seq++;
-      while (st.pending.size >= WINDOW && !st.cancelled) await new Promise<void>((r) => (st.waiter = r));
-    }
-    while (st.pending.size > 0 && !st.cancelled) await new Promise<void>((r) => (st.waiter = r));
-    if (st.cancelled) return;
-    const after = await fh.stat({ bigint: true });
-    const changed =
-      after.size !== before.size ||
-      after.mtimeNs !== before.mtimeNs ||
-      after.ctimeNs !== before.ctimeNs ||
-      BigInt(bytesRead) !== before.size;
-    port.postMessage({ t: 'done', job, bytesRead, changed });
+    return { job, st, path, fd, before, start: 0, end: 0, eof: false, seq: 0, bytesRead: 0 };
   } catch (err) {
-    if (!st.cancelled) postError(job, err);
-  } finally {
-    await fh?.close().catch(() => {});
+    if (fd >= 0) closeSync(fd);
+    fail(job, st, err);
+    st.reading = false;
+    jobs.delete(job);
+    return null;
   }
+}
+
+/** Cuts one chunk of the current file (or finishes it); returns the bytes read. */
+function step(c: Current): number {
+  const { maxSize } = chunker.params;
+  let read = 0;
+  try {
+    if (c.st.cancelled) {
+      finishFile(c, false);
+      return 0;
+    }
+    buf ??= Buffer.allocUnsafe(maxSize + READ_SIZE);
+    while (!c.eof && c.end - c.start < maxSize) {
+      if (c.end === buf.length) {
+        buf.copy(buf, 0, c.start, c.end);
+        c.end -= c.start;
+        c.start = 0;
+      }
+      const want = Math.min(READ_SIZE, buf.length - c.end);
+      const n = readSync(c.fd, buf, c.end, want, null);
+      c.end += n;
+      c.bytesRead += n;
+      read += n;
+      // A short read of a regular file is its end; when the size matches too, the
+      // extra read that would return 0 is skipped (growth shows in the fstat after).
+      if (n === 0 || (n < want && BigInt(c.bytesRead) === c.before.size)) c.eof = true;
+    }
+    if (c.end === c.start) {
+      finishFile(c, true);
+      return read;
+    }
+    const n = chunker.cut(buf, c.start, c.end);
+    const chunk = Buffer.allocUnsafe(n);
+    buf.copy(chunk, 0, c.start, c.start + n);
+    c.start += n;
+    c.st.pending.set(c.seq, chunk);
+    pendingBytes += n;
+    items.push(['c', c.job, c.seq, blobId(idKey, chunk), n]);
+    c.seq++;
+    if (c.eof && c.end === c.start) finishFile(c, true);
+    return read;
+  } catch (err) {
+    fail(c.job, c.st, err);
+    finishFile(c, false);
+    return read;
+  }
+}
+
+function finishFile(c: Current, ok: boolean): void {
+  current = null;
+  c.st.reading = false;
+  let after: BigIntStats | null = null;
+  let changed = false;
+  try {
+    if (ok) {
+      const st = fstatSync(c.fd, { bigint: true });
+      changed =
+        st.size !== c.before.size ||
+        st.mtimeNs !== c.before.mtimeNs ||
+        st.ctimeNs !== c.before.ctimeNs ||
+        BigInt(c.bytesRead) !== c.before.size;
+    }
+  } catch (err) {
+    fail(c.job, c.st, err);
+    ok = false;
+  }
+  try {
+    closeSync(c.fd);
+  } catch {
+    // read-only descriptor: nothing was lost
+  }
+  if (!ok || c.st.cancelled) {
+    if (c.st.pending.size === 0) jobs.delete(c.job);
+    return;
+  }
+  try {
+    after = lstatSync(c.path, { bigint: true, throwIfNoEntry: false }) ?? null;
+  } catch {
+    after = null;
+  }
+  items.push([
+    'd',
+    c.job,
+    c.bytesRead,
+    changed,
+    after
+      ? [after.isFile() ? 1n : 0n, after.size, after.mtimeNs, after.ctimeNs, after.ino, after.dev]
+      : null,
+  ]);
+  if (c.st.pending.size === 0) jobs.delete(c.job);
 }

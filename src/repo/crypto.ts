@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, scrypt as scryptCb } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, randomFillSync, scrypt as scryptCb } from 'node:crypto';
 import { IntegrityError } from './errors.js';
 
 /** AES-256-GCM nonce length (96 bits, random per message). */
@@ -34,6 +34,21 @@ export function seal(key: Buffer, plaintext: Uint8Array, aad?: Buffer): Buffer {
   const fin = c.final();
   const tag = c.getAuthTag();
   return Buffer.concat([nonce, body, fin, tag], NONCE_LEN + body.length + fin.length + TAG_LEN);
+}
+
+/**
+ * seal() written straight into `out` at `offset` (out must have plaintext.length +
+ * SEAL_OVERHEAD bytes there); returns the sealed length. Saves seal()'s concatenation.
+ */
+export function sealInto(key: Buffer, plaintext: Uint8Array, out: Uint8Array, offset: number): number {
+  randomFillSync(out, offset, NONCE_LEN);
+  const c = createCipheriv('aes-256-gcm', key, out.subarray(offset, offset + NONCE_LEN));
+  const body = c.update(plaintext);
+  out.set(body, offset + NONCE_LEN);
+  const fin = c.final();
+  if (fin.length) out.set(fin, offset + NONCE_LEN + body.length);
+  out.set(c.getAuthTag(), offset + NONCE_LEN + body.length + fin.length);
+  return NONCE_LEN + body.length + fin.length + TAG_LEN;
 }
 
 /** Decrypts seal()'s output; throws IntegrityError naming `what` when authentication fails. */

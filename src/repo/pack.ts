@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { open, seal } from './crypto.js';
+import { open, seal, SEAL_OVERHEAD } from './crypto.js';
 import { IntegrityError, RepoError } from './errors.js';
 import type { BlobType } from './types.js';
 
@@ -48,18 +48,27 @@ export function readEntry(buf: Buffer, pos: number): PackEntry {
 
 /**
  * Accumulates sealed blobs into one pack (see FORMAT.md "Packs"): blobs back to back,
- * then the sealed header, then the header's sealed length as u32 LE. The pack's name is
- * the SHA-256 of all its bytes, computed incrementally as blobs arrive.
+ * then the sealed header, then the header's sealed length as u32 LE. Blobs are copied
+ * into one buffer as they arrive (sized for `capacity`, grown when needed), so the
+ * finished pack is that buffer, never a second copy; the pack's name is the SHA-256 of
+ * all its bytes, computed incrementally.
  */
 export class PackBuilder {
   readonly type: BlobType;
-  private parts: Buffer[] = [];
+  private buf: Buffer;
   private readonly entries: PackEntry[] = [];
   private readonly hash: Hash = createHash('sha256');
   private bytes = 0;
 
-  constructor(type: BlobType) {
+  /** `reuse`: a buffer from an earlier pack (see `buffer`) to fill instead of allocating one. */
+  constructor(type: BlobType, capacity = 1024 * 1024, reuse?: Buffer) {
     this.type = type;
+    this.buf = reuse && reuse.length >= capacity ? reuse : Buffer.allocUnsafeSlow(Math.max(capacity, 4096));
+  }
+
+  /** The buffer the pack is built in; after finish, once the pack is uploaded, it may be reused. */
+  get buffer(): Buffer {
+    return this.buf;
   }
 
   get size(): number {
@@ -70,14 +79,28 @@ export class PackBuilder {
     return this.entries.length;
   }
 
-  /** Appends a sealed blob; returns its entry. */
-  add(id: string, sealed: Buffer, rawLength: number, compressed: boolean): PackEntry {
+  /** Appends a sealed blob; returns its entry and the pack's copy of the bytes (valid until finish). */
+  add(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): { entry: PackEntry; stored: Buffer } {
     const e: PackEntry = { id, type: this.type, offset: this.bytes, length: sealed.length, rawLength, compressed };
-    this.parts.push(sealed);
-    this.hash.update(sealed);
+    this.reserve(sealed.length);
+    this.buf.set(sealed, this.bytes);
+    const stored = this.buf.subarray(this.bytes, this.bytes + sealed.length);
+    this.hash.update(stored);
     this.bytes += sealed.length;
     this.entries.push(e);
-    return e;
+    return { entry: e, stored };
+  }
+
+  /** True when a blob of `n` sealed bytes and the header (with its entry) fit the buffer without growing it. */
+  fits(n: number): boolean {
+    return this.bytes + n + 9 + (this.entries.length + 1) * ENTRY_LEN + SEAL_OVERHEAD + 4 <= this.buf.length;
+  }
+
+  private reserve(n: number): void {
+    if (this.bytes + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafeSlow(Math.max(this.bytes + n, Math.ceil(this.buf.length * 1.5)));
+    this.buf.copy(bigger, 0, 0, this.bytes);
+    this.buf = bigger;
   }
 
   /** Seals the header and returns the complete pack, its name and its entries. */
@@ -89,12 +112,15 @@ export class PackBuilder {
     let pos = 9;
     for (const e of this.entries) pos = writeEntry(header, pos, e);
     const sealedHeader = seal(encKey, header);
-    const trailer = Buffer.alloc(4);
-    trailer.writeUInt32LE(sealedHeader.length, 0);
-    this.hash.update(sealedHeader);
-    this.hash.update(trailer);
-    const data = Buffer.concat([...this.parts, sealedHeader, trailer]);
-    this.parts = [];
+    const start = this.bytes;
+    this.reserve(sealedHeader.length + 4);
+    sealedHeader.copy(this.buf, this.bytes);
+    this.bytes += sealedHeader.length;
+    this.buf.writeUInt32LE(sealedHeader.length, this.bytes);
+    this.bytes += 4;
+    this.hash.update(this.buf.subarray(start, this.bytes));
+    // A buffer much larger than the pack (a grown one) is not kept for the upload.
+    const data = this.buf.length - this.bytes > 1024 * 1024 ? Buffer.from(this.buf.subarray(0, this.bytes)) : this.buf.subarray(0, this.bytes);
     return { name: this.hash.digest('hex'), data, entries: this.entries };
   }
 }

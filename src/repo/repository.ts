@@ -46,6 +46,8 @@ import { WorkerPool } from './worker-pool.js';
 export const FORMAT_VERSION = 1;
 /** Default pack size: 16 MiB (FORMAT.md "Packs"). */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+/** Room beyond packSize in a data pack's buffer: the blob that closes it and the header, mostly without growing. */
+const PACK_SLACK = 256 * 1024;
 /** Packs uploading at once per repository; more blocks saveFile (backpressure, memory bound). */
 const MAX_UPLOADS = 2;
 /** An index object is written after this many packs even without flush (bounds the work a kill loses from the index). */
@@ -123,6 +125,8 @@ export class Repository {
   private readonly pending = new Map<string, Pending>();
   private readonly builders: Record<BlobType, PackBuilder | null> = { data: null, tree: null };
   private readonly uploads = new Set<Promise<void>>();
+  /** Data pack buffers whose packs are uploaded, for the next packs. */
+  private readonly freePackBuffers: Buffer[] = [];
   private unindexed: IndexedPack[] = [];
   private indexChain: Promise<void> = Promise.resolve();
   private flushChain: Promise<void> = Promise.resolve();
@@ -290,6 +294,8 @@ export class Repository {
         {
           chunk: async (seq, id, raw) => {
             if (opts.gate) await opts.gate();
+            // Backpressure: no new blob is asked for while the uploads are full.
+            if (this.uploads.size >= MAX_UPLOADS) await this.uploadRoom();
             opts.signal?.throwIfAborted();
             this.ensureUsable();
             content[seq] = id;
@@ -306,13 +312,14 @@ export class Repository {
             if (id === undefined) throw new RepoError(`unexpected blob for chunk ${seq}`, 'NJ_REPO_WORKER');
             owned.delete(seq);
             bytesWritten += sealed.length;
-            await this.addBlob('data', id, sealed, raw, compressed);
+            this.addBlob('data', id, sealed, raw, compressed);
             opts.onChunk?.(raw);
           },
         },
         opts.signal,
+        opts.size ?? 0,
       );
-      return { content, size, bytesRead: r.bytesRead, bytesNew, bytesWritten, changedWhileRead: r.changed };
+      return { content, size, bytesRead: r.bytesRead, bytesNew, bytesWritten, changedWhileRead: r.changed, statAfter: r.after };
     } finally {
       for (const id of owned.values()) this.unclaim(id);
     }
@@ -323,10 +330,11 @@ export class Repository {
     this.ensureUsable();
     const plain = encodeTree(tree);
     const id = blobId(this.keys.idKey, plain);
+    if (this.uploads.size >= MAX_UPLOADS) await this.uploadRoom();
     if (!(await this.claim(id))) return id;
     try {
       const z = await maybeCompress(plain);
-      await this.addBlob('tree', id, seal(this.keys.encKey, z ?? plain), plain.length, z !== null);
+      this.addBlob('tree', id, seal(this.keys.encKey, z ?? plain), plain.length, z !== null);
     } finally {
       this.unclaim(id);
     }
@@ -688,18 +696,30 @@ export class Repository {
     }
   }
 
-  private async addBlob(type: BlobType, id: string, sealed: Buffer, rawLength: number, compressed: boolean): Promise<void> {
+  /**
+   * Copies a sealed blob into its type's open pack (synchronously: `sealed` may be reused
+   * once this returns) and starts the pack's upload when it is full. Never waits: callers
+   * wait for upload room before asking for blobs (uploadRoom), which bounds memory.
+   */
+  private addBlob(type: BlobType, id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): void {
     this.ensureUsable();
-    const b = (this.builders[type] ??= new PackBuilder(type));
-    b.add(id, sealed, rawLength, compressed);
+    const cur = this.builders[type];
+    // A data blob that would overflow the open pack's buffer closes it first (a pack stays
+    // within packSize + PACK_SLACK, header included, unless it is one big blob).
+    if (type === 'data' && cur && cur.blobCount > 0 && !cur.fits(sealed.length)) this.finishPack(type);
+    const b = (this.builders[type] ??=
+      type === 'data' ? new PackBuilder(type, this.packSize + PACK_SLACK, this.freePackBuffers.pop()) : new PackBuilder(type, 256 * 1024));
+    const { stored } = b.add(id, sealed, rawLength, compressed);
     const prev = this.pending.get(id);
-    this.pending.set(id, { state: 'stored', sealed, rawLength, compressed });
+    this.pending.set(id, { state: 'stored', sealed: stored, rawLength, compressed });
     if (prev?.state === 'reserved') prev.settle(true);
-    if (b.size >= this.packSize) {
-      this.finishPack(type);
-      while (this.uploads.size >= MAX_UPLOADS) await Promise.race(this.uploads);
-      this.ensureUsable();
-    }
+    if (b.size >= this.packSize) this.finishPack(type);
+  }
+
+  /** Waits until fewer than MAX_UPLOADS packs are uploading. */
+  private async uploadRoom(): Promise<void> {
+    while (this.uploads.size >= MAX_UPLOADS) await Promise.race(this.uploads);
+    this.ensureUsable();
   }
 
   private finishPack(type: BlobType): void {
@@ -717,6 +737,11 @@ export class Repository {
       for (const e of entries) {
         this.index.add(e.id, { ...e, pack: name });
         this.pending.delete(e.id);
+      }
+      // Nothing refers to the pack's bytes any more: its buffer serves the next pack
+      // (no 16 MiB allocation per pack, which glibc's heap would keep fragmented).
+      if (type === 'data' && b.buffer.length === this.packSize + PACK_SLACK && this.freePackBuffers.length <= MAX_UPLOADS) {
+        this.freePackBuffers.push(b.buffer);
       }
       this.unindexed.push({ name, size: data.length, entries });
       if (this.unindexed.length >= AUTO_INDEX_PACKS) await this.writeIndex();

@@ -98,6 +98,21 @@ export interface SaveFileResult {
    * of the read (fstat before and after on the same descriptor).
    */
   changedWhileRead?: boolean;
+  /**
+   * lstat of the path taken right after the file was closed (null: the path vanished
+   * then); absent when the implementation does not provide it (callers lstat themselves).
+   */
+  statAfter?: FileStatAfter | null;
+}
+
+/** The fields of an lstat result that tell whether a file is still the one that was read. */
+export interface FileStatAfter {
+  isFile: boolean;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
 }
 
 /** Options of Repository.saveFile. */
@@ -107,6 +122,8 @@ export interface SaveFileOptions {
   gate?: () => Promise<void>;
   /** Called with the raw bytes of each chunk as it is stored. */
   onChunk?: (rawBytes: number) => void;
+  /** The file's expected size (from the walk's lstat): lets the worker pool batch small files and balance threads. */
+  size?: number;
 }
 
 /** One problem found by check. */

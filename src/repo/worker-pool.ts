@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
 import { RepoError } from './errors.js';
+import type { FileStatAfter } from './types.js';
 
 /** Callbacks of one file job; called one at a time, in message order. */
 export interface FileJobHandlers {
@@ -14,22 +15,36 @@ export interface FileJobHandlers {
 export interface FileJobResult {
   bytesRead: number;
   changed: boolean;
+  /** lstat of the path after the read; null when it vanished right after. */
+  after: FileStatAfter | null;
 }
 
 interface Job {
   id: number;
   path: Buffer;
+  /** Expected size (from the walk), for balancing the threads. */
+  size: number;
   handlers: FileJobHandlers;
   resolve: (r: FileJobResult) => void;
   reject: (e: unknown) => void;
   chain: Promise<void>;
   worker?: PoolWorker;
   finished: boolean;
+  /** Wanted blobs not received yet. */
+  awaited: number;
+  result: FileJobResult | null;
+  /** The jobs of this job's abort signal (it leaves the set when it ends). */
+  signalJobs?: Set<Job>;
 }
 
 interface PoolWorker {
   worker: Worker;
   jobs: Set<Job>;
+  /** Expected bytes of the jobs handed to this thread and not finished. */
+  bytes: number;
+  /** Answers (job, seq, need) not posted yet. */
+  answers: number[];
+  answerScheduled: boolean;
 }
 
 export interface WorkerPoolOptions {
@@ -39,60 +54,79 @@ export interface WorkerPoolOptions {
   params: ChunkerParams;
   /** Number of threads (default: available cores). */
   workers?: number;
-  /** Files one thread works on at once (default 2). */
-  jobsPerWorker?: number;
-  /** Chunks per file awaiting an answer (default 3). */
-  window?: number;
+  /** Files handed to one thread ahead of its work (default 128)… */
+  filesPerWorker?: number;
+  /** …and their expected bytes (default 8 MiB; a larger file is handed over alone). */
+  bytesPerWorker?: number;
+  /** Bytes of chunks a thread keeps while waiting for answers (default 8 MiB). */
+  pendingBytes?: number;
 }
 
 /**
- * A pool of chunk workers (chunk-worker.ts). `run` hands one file to the least busy
- * thread; files beyond workers × jobsPerWorker wait in a FIFO queue. Threads start on
- * first use; `close` terminates them and fails queued and running jobs.
+ * A pool of chunk workers (chunk-worker.ts). `run` queues one file; queued files are
+ * handed to the least loaded thread in batches (one message for many small files), up to
+ * filesPerWorker / bytesPerWorker ahead of each thread, so a thread busy with a large
+ * file does not hold small ones back. Threads start on first use; `close` terminates them
+ * and fails queued and running jobs.
  */
 export class WorkerPool {
   private readonly opts: Required<WorkerPoolOptions>;
   private readonly workers: PoolWorker[] = [];
   private readonly queue: Job[] = [];
+  private queueHead = 0;
   private readonly jobs = new Map<number, Job>();
   private nextJob = 1;
   private closed = false;
+  private dispatchScheduled = false;
+  private readonly bySignal = new WeakMap<AbortSignal, Set<Job>>();
 
   constructor(opts: WorkerPoolOptions) {
     this.opts = {
-      workers: Math.max(1, opts.workers ?? availableParallelism()),
-      jobsPerWorker: 2,
-      window: 3,
+      filesPerWorker: 128,
+      bytesPerWorker: 8 * 1024 * 1024,
+      pendingBytes: 8 * 1024 * 1024,
       ...opts,
-    } as Required<WorkerPoolOptions>;
-    if (opts.workers === undefined) this.opts.workers = Math.max(1, availableParallelism());
+      workers: Math.max(1, opts.workers ?? availableParallelism()),
+    };
   }
 
   /**
-   * Reads, chunks and seals the file at `path`. Rejects with the fs error (code ENOENT,
-   * EACCES, …) when it cannot be read, with a handler's error, or with `signal`'s reason.
+   * Reads, chunks and seals the file at `path` (`size`: its expected size, a hint).
+   * Rejects with the fs error (code ENOENT, EACCES, …) when it cannot be read, with a
+   * handler's error, or with `signal`'s reason.
    */
-  run(path: Buffer, handlers: FileJobHandlers, signal?: AbortSignal): Promise<FileJobResult> {
+  run(path: Buffer, handlers: FileJobHandlers, signal?: AbortSignal, size = 0): Promise<FileJobResult> {
     if (this.closed) return Promise.reject(new RepoError('worker pool is closed', 'NJ_REPO_CLOSED'));
     return new Promise<FileJobResult>((resolve, reject) => {
-      const job: Job = { id: this.nextJob++, path, handlers, resolve, reject, chain: Promise.resolve(), finished: false };
-      const onAbort = () => this.fail(job, signal!.reason ?? new Error('aborted'));
+      const job: Job = {
+        id: this.nextJob++,
+        path,
+        size,
+        handlers,
+        resolve,
+        reject,
+        chain: Promise.resolve(),
+        finished: false,
+        awaited: 0,
+        result: null,
+      };
       if (signal) {
         if (signal.aborted) return reject(signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-        const done = () => signal.removeEventListener('abort', onAbort);
-        job.resolve = (r) => {
-          done();
-          resolve(r);
-        };
-        job.reject = (e) => {
-          done();
-          reject(e);
-        };
+        // One listener per signal for all its jobs (hundreds run at once).
+        let set = this.bySignal.get(signal);
+        if (!set) {
+          const jobs = (set = new Set<Job>());
+          this.bySignal.set(signal, set);
+          signal.addEventListener('abort', () => {
+            for (const j of [...jobs]) this.fail(j, signal.reason ?? new Error('aborted'));
+          }, { once: true });
+        }
+        set.add(job);
+        job.signalJobs = set;
       }
       this.jobs.set(job.id, job);
       this.queue.push(job);
-      this.dispatch();
+      this.scheduleDispatch();
     });
   }
 
@@ -103,17 +137,45 @@ export class WorkerPool {
     this.workers.length = 0;
   }
 
+  private scheduleDispatch(): void {
+    if (this.dispatchScheduled || this.closed) return;
+    this.dispatchScheduled = true;
+    // After the current turn: the files queued by one walk step go out in one message.
+    setImmediate(() => {
+      this.dispatchScheduled = false;
+      if (!this.closed) this.dispatch();
+    });
+  }
+
   private dispatch(): void {
-    while (this.queue.length > 0) {
-      let w = this.workers.reduce<PoolWorker | undefined>((best, x) => (!best || x.jobs.size < best.jobs.size ? x : best), undefined);
-      if ((!w || w.jobs.size > 0) && this.workers.length < this.opts.workers) w = this.spawn();
-      if (!w || w.jobs.size >= this.opts.jobsPerWorker) return;
-      const job = this.queue.shift()!;
+    while (this.workers.length < this.opts.workers && this.queueHead < this.queue.length) this.spawn();
+    const batches = new Map<PoolWorker, [number, Uint8Array][]>();
+    while (this.queueHead < this.queue.length) {
+      const job = this.queue[this.queueHead]!;
+      if (job.finished) {
+        this.queueHead++;
+        continue;
+      }
+      let w: PoolWorker | undefined;
+      for (const x of this.workers) if (!w || x.bytes < w.bytes || (x.bytes === w.bytes && x.jobs.size < w.jobs.size)) w = x;
+      if (!w) break;
+      // A thread takes more while it has room; an idle one always takes the next file.
+      if (w.jobs.size > 0 && (w.jobs.size >= this.opts.filesPerWorker || w.bytes + job.size > this.opts.bytesPerWorker)) break;
+      this.queueHead++;
       job.worker = w;
       w.jobs.add(job);
+      w.bytes += job.size;
+      let b = batches.get(w);
+      if (!b) batches.set(w, (b = []));
+      b.push([job.id, new Uint8Array(job.path)]);
+    }
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue.splice(0, this.queueHead);
+      this.queueHead = 0;
+    }
+    for (const [w, files] of batches) {
       w.worker.ref();
-      const path = new Uint8Array(job.path);
-      w.worker.postMessage({ t: 'job', job: job.id, path });
+      w.worker.postMessage({ t: 'files', files });
     }
   }
 
@@ -124,16 +186,18 @@ export class WorkerPool {
         idKey: new Uint8Array(this.opts.idKey),
         gear: this.opts.gear,
         params: this.opts.params,
-        window: this.opts.window,
+        pendingBytes: this.opts.pendingBytes,
       },
+      // The thread's own heap holds little (chunks live in ArrayBuffers outside it).
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
     });
-    const pw: PoolWorker = { worker, jobs: new Set() };
-    worker.on('message', (m: WorkerMessage) => this.onMessage(pw, m));
+    const pw: PoolWorker = { worker, jobs: new Set(), bytes: 0, answers: [], answerScheduled: false };
+    worker.on('message', (m: OutMessage) => this.onMessage(pw, m));
     const die = (err: unknown) => {
       const i = this.workers.indexOf(pw);
       if (i >= 0) this.workers.splice(i, 1);
       for (const job of [...pw.jobs]) this.fail(job, new RepoError(`chunk worker failed: ${String(err)}`, 'NJ_REPO_WORKER', { cause: err }));
-      if (!this.closed) this.dispatch();
+      if (!this.closed) this.scheduleDispatch();
     };
     worker.on('error', die);
     worker.on('exit', (code) => {
@@ -144,36 +208,88 @@ export class WorkerPool {
     return pw;
   }
 
-  private onMessage(pw: PoolWorker, m: WorkerMessage): void {
-    const job = this.jobs.get(m.job);
-    if (!job || job.finished) return;
-    switch (m.t) {
-      case 'chunk':
-        job.chain = job.chain.then(async () => {
-          if (job.finished) return;
-          const need = await job.handlers.chunk(m.seq, m.id, m.raw);
-          if (!job.finished) pw.worker.postMessage({ t: 'need', job: job.id, seq: m.seq, need });
-        });
-        break;
-      case 'blob':
-        job.chain = job.chain.then(async () => {
-          if (!job.finished) await job.handlers.blob(m.seq, Buffer.from(m.data), m.raw, m.compressed);
-        });
-        break;
-      case 'done':
-        job.chain.then(() => this.finish(job, { bytesRead: m.bytesRead, changed: m.changed }));
-        break;
-      case 'error': {
-        const err: NodeJS.ErrnoException = new Error(m.message);
-        if (m.code) err.code = m.code;
-        if (m.errno !== undefined) err.errno = m.errno;
-        if (m.syscall) err.syscall = m.syscall;
-        err.path = job.path.toString();
-        this.fail(job, err);
-        break;
+  private answer(pw: PoolWorker, job: Job, seq: number, need: boolean): void {
+    pw.answers.push(job.id, seq, need ? 1 : 0);
+    if (pw.answerScheduled) return;
+    pw.answerScheduled = true;
+    // Answers resolved in one turn go out in one message.
+    setImmediate(() => {
+      pw.answerScheduled = false;
+      const a = pw.answers;
+      pw.answers = [];
+      if (a.length > 0 && this.workers.includes(pw)) pw.worker.postMessage({ t: 'need', a });
+    });
+  }
+
+  private onMessage(pw: PoolWorker, m: OutMessage): void {
+    const data = m.data ? Buffer.from(m.data) : null;
+    // The buffer goes back to the thread once every blob in it was taken (copied into a pack).
+    let blobs = 1;
+    const taken = () => {
+      if (--blobs === 0 && m.data && this.workers.includes(pw)) pw.worker.postMessage({ t: 'recycle', data: m.data }, [m.data]);
+    };
+    for (const it of m.items) {
+      const job = this.jobs.get(it[1]);
+      if (!job || job.finished) continue;
+      switch (it[0]) {
+        case 'c': {
+          const [, , seq, id, raw] = it;
+          job.chain = job.chain.then(async () => {
+            if (job.finished) return;
+            const need = await job.handlers.chunk(seq, id, raw);
+            if (job.finished) return;
+            if (need) job.awaited++;
+            this.answer(pw, job, seq, need);
+          });
+          break;
+        }
+        case 'b': {
+          const [, , seq, off, len, raw, compressed] = it;
+          const sealed = data!.subarray(off, off + len);
+          blobs++;
+          // Not chained behind the job's chunk handlers: one of those may be waiting for a
+          // blob reserved by this very job or by another one waiting for this (identical
+          // chunks in one file, or in two files in another order); its chunk handler
+          // already ran (the thread seals only what was asked for).
+          void (async () => {
+            try {
+              if (job.finished) return;
+              await job.handlers.blob(seq, sealed, raw, compressed);
+              job.awaited--;
+              if (job.result && job.awaited === 0) this.finish(job, job.result);
+            } catch (err) {
+              this.fail(job, err);
+            } finally {
+              taken();
+            }
+          })();
+          continue;
+        }
+        case 'd': {
+          const [, , bytesRead, changed, a] = it;
+          const after: FileStatAfter | null = a
+            ? { isFile: a[0] === 1n, size: a[1]!, mtimeNs: a[2]!, ctimeNs: a[3]!, ino: a[4]!, dev: a[5]! }
+            : null;
+          job.chain = job.chain.then(() => {
+            job.result = { bytesRead, changed, after };
+            if (job.awaited === 0) this.finish(job, job.result);
+          });
+          break;
+        }
+        case 'e': {
+          const [, , code, message, errno, syscall] = it;
+          const err: NodeJS.ErrnoException = new Error(message);
+          if (code) err.code = code;
+          if (errno !== null) err.errno = errno;
+          if (syscall) err.syscall = syscall;
+          (err as { path: unknown }).path = job.path;
+          this.fail(job, err);
+          continue;
+        }
       }
+      job.chain = job.chain.catch((err) => this.fail(job, err));
     }
-    job.chain = job.chain.catch((err) => this.fail(job, err));
+    taken();
   }
 
   private finish(job: Job, r: FileJobResult): void {
@@ -184,24 +300,32 @@ export class WorkerPool {
 
   private fail(job: Job, err: unknown): void {
     if (job.finished) return;
-    if (job.worker) job.worker.worker.postMessage({ t: 'cancel', job: job.id });
-    const qi = this.queue.indexOf(job);
-    if (qi >= 0) this.queue.splice(qi, 1);
+    if (job.worker && this.workers.includes(job.worker)) job.worker.worker.postMessage({ t: 'cancel', job: job.id });
     this.release(job);
     job.reject(err);
   }
 
   private release(job: Job): void {
     job.finished = true;
+    job.signalJobs?.delete(job);
     this.jobs.delete(job.id);
-    job.worker?.jobs.delete(job);
-    if (job.worker && job.worker.jobs.size === 0) job.worker.worker.unref();
-    if (!this.closed) this.dispatch();
+    const w = job.worker;
+    if (w && w.jobs.delete(job)) {
+      w.bytes -= job.size;
+      if (w.jobs.size === 0) w.worker.unref();
+    }
+    if (!this.closed) this.scheduleDispatch();
   }
 }
 
-type WorkerMessage =
-  | { t: 'chunk'; job: number; seq: number; id: string; raw: number }
-  | { t: 'blob'; job: number; seq: number; data: ArrayBuffer; raw: number; compressed: boolean }
-  | { t: 'done'; job: number; bytesRead: number; changed: boolean }
-  | { t: 'error'; job: number; code?: string; message: string; errno?: number; syscall?: string };
+type OutItem =
+  | ['c', number, number, string, number]
+  | ['b', number, number, number, number, number, boolean]
+  | ['d', number, number, boolean, bigint[] | null]
+  | ['e', number, string | null, string, number | null, string | null];
+
+interface OutMessage {
+  t: 'out';
+  items: OutItem[];
+  data: ArrayBuffer | null;
+}
