@@ -5,6 +5,7 @@ import { abortError, type Clock } from '../node/clock.js';
 import type { JobConfig } from '../node/config/types.js';
 import type { CachedFile } from '../backupdb/file-cache.js';
 import type {
+  FileStatAfter,
   SaveFileOptions,
   SaveFileResult,
   Snapshot,
@@ -104,7 +105,7 @@ export interface BackupRunOptions {
    * finished directory saved, so a restarted run skips that work.
    */
   readonly onCheckpoint?: (stats: RunStats, info?: { parked: boolean }) => Promise<void> | void;
-  /** Files saved at once (default 4). */
+  /** Files saved at once (default 256: small files travel to the workers in batches, so many must be in flight). */
   readonly fileConcurrency?: number;
   /** Directories never descended into (the repository's own directory, …). */
   readonly skipDirs?: readonly string[];
@@ -217,8 +218,12 @@ class BackupRun {
   private fatal: unknown = null;
   /** Background file reads not yet settled (awaited before any flush). */
   private readonly inflight = new Set<Promise<void>>();
+  /** Directories walked whose trees are not saved yet (processDir's `tree`). */
+  private readonly finishing = new Set<Promise<string | null>>();
   /** The checkpoint of the current park (one per closing of the gate); null while open. */
   private parked: Promise<void> | null = null;
+  /** A periodic checkpoint is running (maybeCheckpoint). */
+  private checkpointing = false;
 
   constructor(private readonly o: BackupRunOptions) {
     this.startMs = o.clock.nowMs();
@@ -233,7 +238,7 @@ class BackupRun {
       clock: o.clock,
       skipDirs: [],
     });
-    this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 4));
+    this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 256));
   }
 
   async execute(): Promise<RunResult> {
@@ -256,7 +261,7 @@ class BackupRun {
       this.stats.sourceDev = rootStat.dev.toString();
       await this.resolveSkipDirs();
 
-      const rootTree = await this.processDir(Buffer.alloc(0), previous?.tree);
+      const rootTree = await (await this.processDir(Buffer.alloc(0), previous?.tree)).tree;
       if (this.fatal) throw this.fatal;
 
       if (!o.allowMassDelete) {
@@ -286,8 +291,9 @@ class BackupRun {
       await this.saveCacheRows();
       return this.finish(status, { snapshot });
     } catch (err) {
-      // Never return while a read still runs: the caller closes the repository next.
+      // Never return while a read or a tree still runs: the caller closes the repository next.
       await Promise.allSettled([...this.inflight]);
+      await Promise.allSettled([...this.finishing]);
       const cancelled = o.signal?.aborted === true;
       if (cancelled && !o.dryRun) {
         // Keep what was stored: the next run skips it through the index and the cache.
@@ -439,7 +445,14 @@ class BackupRun {
     };
   }
 
-  private async processDir(rel: Buffer, prevTreeId: string | undefined, pre?: DirPrefetch): Promise<string | null> {
+  /**
+   * Walks directory `rel`: lists it, decides every entry, starts its files' reads and
+   * walks its subdirectories. Returns once the walk has gone through it, with `tree`: the
+   * tree id (null in a dry run), which settles later, once its files have landed and its
+   * subdirectories' trees are saved. So the walk never waits for a directory's files: it
+   * goes on with the next ones while the workers read (backpressure is the limiter).
+   */
+  private async processDir(rel: Buffer, prevTreeId: string | undefined, pre?: DirPrefetch): Promise<{ tree: Promise<string | null> }> {
     await this.checkpointGate();
     const o = this.o;
     pre ??= this.prefetch(rel, prevTreeId);
@@ -474,6 +487,7 @@ class BackupRun {
     const cacheFiles = new Map<string, CachedFile>();
     const dirState = { cacheHits: 0 };
     const pending: Promise<void>[] = [];
+    const subtrees: { i: number; base: TreeEntry; tree: Promise<string | null> }[] = [];
     for (let i = 0; i < listing.entries.length; i++) {
       const e = listing.entries[i]!;
       const key = e.name.toString('latin1');
@@ -486,26 +500,25 @@ class BackupRun {
           if (prevEntry?.type === 'file') this.stats.filesPrevious++;
           else if (prevEntry) await this.countRemovedEntry(prevEntry, childRel);
           const background = await this.processFile(childRel, e, base, cache.get(key), prevEntry, cacheFiles, out, i, dirState);
-          if (background) pending.push(background);
+          if (background) pending.push(background.task);
           break;
         }
         case 'dir': {
           this.stats.dirs++;
           const prevSub = prevEntry?.type === 'dir' ? prevEntry.subtree : undefined;
-          let subtree: string | null;
           if (e.descend) {
             prefetchUpTo(subdirsDone + PREFETCH_DIRS);
             const childPre = prefetched.get(i);
             prefetched.delete(i);
             subdirsDone++;
-            subtree = await this.processDir(childRel, prevSub, childPre);
+            subtrees.push({ i, base, tree: (await this.processDir(childRel, prevSub, childPre)).tree });
           }
           else {
-            subtree = await this.emptyTree();
+            const subtree = await this.emptyTree();
             if (prevSub) await this.countRemoved(prevSub, childRel);
+            out[i] = subtree === null ? { ...base } : { ...base, subtree };
           }
           if (prevEntry && prevEntry.type !== 'dir') await this.countRemovedEntry(prevEntry, childRel);
-          out[i] = subtree === null ? { ...base } : { ...base, subtree };
           break;
         }
         case 'symlink': {
@@ -527,22 +540,34 @@ class BackupRun {
       }
     }
     for (const [, p] of prev) await this.countRemovedEntry(p, joinRel(rel, p.name));
-    await Promise.all(pending);
-    if (this.fatal) throw this.fatal;
 
-    let treeId: string | null = null;
-    if (!o.dryRun) {
-      treeId = await o.repo.saveTree({ entries: out.filter((x): x is TreeEntry => x !== null) });
-      // A row equal to the cached one (every file a hit on it) need not be written again.
-      const same = dirState.cacheHits === cacheFiles.size && cacheFiles.size === cache.size;
-      if (o.fileCache && !same) {
-        this.pendingRows.push({ dir: rel, entries: cacheFiles });
-        this.pendingRowFiles += cacheFiles.size + 1;
-        await this.maybeCheckpoint();
+    const finish = async (): Promise<string | null> => {
+      await Promise.all(pending);
+      for (const d of subtrees) {
+        const subtree = await d.tree;
+        out[d.i] = subtree === null ? { ...d.base } : { ...d.base, subtree };
       }
-    }
-    this.reportProgress();
-    return treeId;
+      if (this.fatal) throw this.fatal;
+      let treeId: string | null = null;
+      if (!o.dryRun) {
+        treeId = await o.repo.saveTree({ entries: out.filter((x): x is TreeEntry => x !== null) });
+        // A row equal to the cached one (every file a hit on it) need not be written again.
+        const same = dirState.cacheHits === cacheFiles.size && cacheFiles.size === cache.size;
+        if (o.fileCache && !same) {
+          this.pendingRows.push({ dir: rel, entries: cacheFiles });
+          this.pendingRowFiles += cacheFiles.size + 1;
+          await this.maybeCheckpoint();
+        }
+      }
+      this.reportProgress();
+      return treeId;
+    };
+    const tree = finish();
+    // Awaited by the parent (or execute); until then a failure must not count as unhandled.
+    tree.catch(() => {});
+    this.finishing.add(tree);
+    void tree.finally(() => this.finishing.delete(tree)).catch(() => {});
+    return { tree };
   }
 
   /** Counts a previous entry that is gone (or changed type) as removed files. */
@@ -567,7 +592,7 @@ class BackupRun {
    * Decides what to do with one file. Unchanged files and hard links to a file already
    * read are finished here. A file to read gets a limiter slot here (so the walk waits
    * while every slot is busy: backpressure) and is read in the background; the returned
-   * promise settles when it is stored (it never rejects: errors go to `this.fatal`).
+   * `task` settles when it is stored (it never rejects: errors go to `this.fatal`).
    */
   private async processFile(
     rel: Buffer,
@@ -579,7 +604,7 @@ class BackupRun {
     out: (TreeEntry | null)[],
     index: number,
     dirState: { cacheHits: number },
-  ): Promise<Promise<void> | null> {
+  ): Promise<{ task: Promise<void> } | null> {
     const st = e.stat;
     const size = Number(st.size);
     this.stats.filesTotal++;
@@ -663,7 +688,8 @@ class BackupRun {
     })();
     this.inflight.add(task);
     void task.finally(() => this.inflight.delete(task));
-    return task;
+    // Wrapped: an async function returning a promise would wait for it (one file at a time).
+    return { task };
   }
 
   /**
@@ -674,11 +700,11 @@ class BackupRun {
   private async storeFile(
     rel: Buffer,
     before: BigIntStats,
-  ): Promise<{ content: string[]; stat: BigIntStats; meta: Partial<TreeEntry>; consistent: boolean } | null> {
+  ): Promise<{ content: string[]; stat: FileIdentity; meta: Partial<TreeEntry>; consistent: boolean } | null> {
     const abs = this.walker.absPath(rel);
     const o = this.o;
     this.currentPath = displayPath(rel);
-    let st = before;
+    let st: FileIdentity = before;
     for (let attempt = 0; ; attempt++) {
       let res: SaveFileResult;
       let live = 0;
@@ -686,6 +712,7 @@ class BackupRun {
         res = await o.repo.saveFile(abs, {
           ...(o.signal ? { signal: o.signal } : {}),
           ...(o.gate ? { gate: () => this.awaitGate('chunk') } : {}),
+          size: Number(st.size),
           onChunk: (n) => {
             live += n;
             this.stats.bytesRead += n;
@@ -704,9 +731,11 @@ class BackupRun {
       this.stats.bytesRead += res.bytesRead - live;
       this.stats.bytesNew += res.bytesNew;
       this.stats.bytesWritten += res.bytesWritten;
-      let after: BigIntStats;
+      // The repository's workers lstat the path right after reading it; others leave it to us.
+      let after: FileStatAfter;
       try {
-        after = await lstat(abs, { bigint: true });
+        if (res.statAfter === null) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+        after = res.statAfter ?? statAfter(await lstat(abs, { bigint: true }));
       } catch (err) {
         // Gone right after being read: the content read is consistent with `st`; keep it.
         this.warn(rel, fsWarning(rel, err, 'stored, then it').message);
@@ -714,12 +743,12 @@ class BackupRun {
       }
       const changed =
         res.changedWhileRead === true ||
-        !after.isFile() ||
+        !after.isFile ||
         after.size !== st.size ||
         after.mtimeNs !== st.mtimeNs ||
         BigInt(res.size) !== after.size;
       if (!changed) return { content: res.content, stat: st, meta: {}, consistent: true };
-      if (!after.isFile()) {
+      if (!after.isFile) {
         this.warn(rel, 'was replaced by another kind of entry while being read; stored the content read');
         return { content: res.content, stat: st, meta: { size: res.size }, consistent: false };
       }
@@ -739,24 +768,33 @@ class BackupRun {
     return true;
   }
 
+  /**
+   * A checkpoint after enough files or time. One at a time (directories finish
+   * concurrently); the walk and the reads go on meanwhile: checkpointNow takes the rows
+   * before the flush, and a row is only pushed once its directory's files have landed.
+   */
   private async maybeCheckpoint(): Promise<void> {
     const now = this.o.clock.nowMs();
     if (
-      this.pendingRowFiles < (this.o.checkpointEveryFiles ?? 5000) &&
-      now - this.lastCheckpointMs < (this.o.checkpointEveryMs ?? 5 * 60_000)
+      this.checkpointing ||
+      (this.pendingRowFiles < (this.o.checkpointEveryFiles ?? 5000) &&
+        now - this.lastCheckpointMs < (this.o.checkpointEveryMs ?? 5 * 60_000))
     ) {
       return;
     }
-    this.lastCheckpointMs = now;
-    // Files of enclosing directories may still be in flight: let them land first, so the
-    // flush never races a saveFile.
-    await this.limiter.drain();
-    await this.o.repo.flush();
-    await this.saveCacheRows();
-    await this.o.onCheckpoint?.(cloneStats(this.stats));
+    this.checkpointing = true;
+    try {
+      await this.checkpointNow(false);
+    } finally {
+      this.checkpointing = false;
+    }
   }
 
-  /** Saves the cache rows of finished directories. Only after repo.flush(): rows must name stored blobs. */
+  /**
+   * Saves the cache rows of finished directories. Only after a repo.flush() that began
+   * after every one of them was pushed: rows must name stored blobs (callers make sure
+   * nothing runs any more).
+   */
   private async saveCacheRows(): Promise<void> {
     if (!this.o.fileCache || this.pendingRows.length === 0) return;
     const rows = this.pendingRows;
@@ -792,6 +830,13 @@ function sameFile(c: CachedFile, st: BigIntStats): boolean {
   );
 }
 
-function cacheEntry(st: BigIntStats, content: string[]): CachedFile {
+/** What identifies a file's version: the fields the cache compares. */
+type FileIdentity = Pick<BigIntStats, 'size' | 'mtimeNs' | 'ctimeNs' | 'ino' | 'dev'>;
+
+function statAfter(st: BigIntStats): FileStatAfter {
+  return { isFile: st.isFile(), size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, dev: st.dev };
+}
+
+function cacheEntry(st: FileIdentity, content: string[]): CachedFile {
   return { size: Number(st.size), mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, inode: st.ino, dev: st.dev, content };
 }
