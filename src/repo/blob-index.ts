@@ -46,6 +46,12 @@ export class BlobIndex {
     return out;
   }
 
+  /** Recorded size of a pack (0 when unknown). */
+  packSize(pack: string): number {
+    const n = this.packNumbers.get(pack);
+    return n === undefined ? 0 : this.packSizes[n]!;
+  }
+
   hasPack(pack: string): boolean {
     return this.packNumbers.has(pack);
   }

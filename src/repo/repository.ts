@@ -5,7 +5,7 @@ import type { Clock } from '../node/clock.js';
 import { NotFoundError, ObjectExistsError, type Store } from '../store/store.js';
 import { BlobIndex } from './blob-index.js';
 import { Chunker, DEFAULT_CHUNKER, gearTable, type ChunkerParams } from './chunker.js';
-import { decompress, maybeCompress } from './compress.js';
+import { decompress, decompressSync, maybeCompress, maybeCompressSync } from './compress.js';
 import {
   blobId,
   DEFAULT_KDF,
@@ -48,6 +48,14 @@ export const FORMAT_VERSION = 1;
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 /** Room beyond packSize in a data pack's buffer: the blob that closes it and the header, mostly without growing. */
 const PACK_SLACK = 256 * 1024;
+/** Tree packs up to this size are read whole and kept while trees are read from them… */
+const TREE_PACK_CACHED = 4 * 1024 * 1024;
+/** …up to this many bytes of them. */
+const TREE_CACHE_BYTES = 8 * 1024 * 1024;
+/** Trees up to this size are compressed synchronously. */
+const SYNC_COMPRESS = 64 * 1024;
+/** Blobs up to this raw size are decompressed synchronously (trees). */
+const SYNC_DECOMPRESS = 256 * 1024;
 /** Packs uploading at once per repository; more blocks saveFile (backpressure, memory bound). */
 const MAX_UPLOADS = 2;
 /** An index object is written after this many packs even without flush (bounds the work a kill loses from the index). */
@@ -127,6 +135,9 @@ export class Repository {
   private readonly uploads = new Set<Promise<void>>();
   /** Data pack buffers whose packs are uploaded, for the next packs. */
   private readonly freePackBuffers: Buffer[] = [];
+  /** Whole tree packs read by readBlob, most recently used last. */
+  private readonly treePacks = new Map<string, Promise<Buffer>>();
+  private treePackBytes = 0;
   private unindexed: IndexedPack[] = [];
   private indexChain: Promise<void> = Promise.resolve();
   private flushChain: Promise<void> = Promise.resolve();
@@ -333,7 +344,9 @@ export class Repository {
     if (this.uploads.size >= MAX_UPLOADS) await this.uploadRoom();
     if (!(await this.claim(id))) return id;
     try {
-      const z = await maybeCompress(plain);
+      // A listing of a usual directory (a few KiB) is compressed in place: tens of
+      // microseconds, less than the thread-pool round trip of the async call.
+      const z = plain.length <= SYNC_COMPRESS ? maybeCompressSync(plain) : await maybeCompress(plain);
       this.addBlob('tree', id, seal(this.keys.encKey, z ?? plain), plain.length, z !== null);
     } finally {
       this.unclaim(id);
@@ -437,19 +450,52 @@ export class Repository {
       const loc = this.index.get(id);
       if (!loc) throw new BlobNotFoundError(id);
       where = packObjectName(loc.pack);
-      sealed = await this.store.read(where, { offset: loc.offset, length: loc.length });
+      const size = loc.type === 'tree' ? this.index.packSize(loc.pack) : 0;
+      if (size > 0 && size <= TREE_PACK_CACHED) {
+        // Trees are read many at a time (a walk, a restore): their pack is read once, whole.
+        const pack = await this.treePack(loc.pack, where);
+        if (loc.offset + loc.length > pack.length) throw new IntegrityError(`blob ${id} lies outside ${where}`);
+        sealed = pack.subarray(loc.offset, loc.offset + loc.length);
+      } else sealed = await this.store.read(where, { offset: loc.offset, length: loc.length });
       ({ rawLength, compressed } = loc);
     }
     let plain = open(this.keys.encKey, sealed, `blob ${id} in ${where}`);
     if (compressed) {
       try {
-        plain = await decompress(plain, rawLength);
+        // A small blob (a directory listing) is decompressed in place: microseconds, less than a thread-pool hop.
+        plain = rawLength <= SYNC_DECOMPRESS ? decompressSync(plain, rawLength) : await decompress(plain, rawLength);
       } catch {
         throw new IntegrityError(`blob ${id} in ${where} (decompression failed)`);
       }
     }
     if (plain.length !== rawLength || blobId(this.keys.idKey, plain) !== id) throw new IntegrityError(`blob ${id} in ${where}`);
     return plain;
+  }
+
+  /** A tree pack's bytes, read whole once and kept (LRU, TREE_CACHE_BYTES in all). */
+  private treePack(pack: string, where: string): Promise<Buffer> {
+    let p = this.treePacks.get(pack);
+    if (p) {
+      this.treePacks.delete(pack);
+      this.treePacks.set(pack, p);
+      return p;
+    }
+    p = this.store.read(where);
+    this.treePacks.set(pack, p);
+    const size = this.index.packSize(pack);
+    this.treePackBytes += size;
+    p.catch(() => {
+      if (this.treePacks.get(pack) === p) {
+        this.treePacks.delete(pack);
+        this.treePackBytes -= size;
+      }
+    });
+    for (const [name] of this.treePacks) {
+      if (this.treePackBytes <= TREE_CACHE_BYTES || name === pack) break;
+      this.treePacks.delete(name);
+      this.treePackBytes -= this.index.packSize(name);
+    }
+    return p;
   }
 
   /** Streams a file's blobs in order to `write`, reading up to 2 blobs ahead (memory: ≤ 3 chunks of ≤ 4 MiB per file). */

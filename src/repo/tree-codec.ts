@@ -115,3 +115,40 @@ export function decodeTree(buf: Buffer): Tree {
   });
   return { entries };
 }
+
+/**
+ * True when two entry lists (each sorted by name, as encodeTree writes them) would
+ * serialize to the same bytes: then a tree equal to a stored one need not be encoded and
+ * hashed again, its id is the stored tree's.
+ */
+export function sameEntries(a: readonly TreeEntry[], b: readonly TreeEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (
+      x.type !== y.type ||
+      x.mode !== y.mode ||
+      x.uid !== y.uid ||
+      x.gid !== y.gid ||
+      x.size !== y.size ||
+      x.nlink !== y.nlink ||
+      x.rdev !== y.rdev ||
+      x.subtree !== y.subtree ||
+      x.mtimeNs !== y.mtimeNs ||
+      x.atimeNs !== y.atimeNs ||
+      x.ctimeNs !== y.ctimeNs ||
+      x.inode !== y.inode ||
+      x.dev !== y.dev ||
+      !x.name.equals(y.name)
+    ) {
+      return false;
+    }
+    if (x.linkTarget !== y.linkTarget && (!x.linkTarget || !y.linkTarget || !x.linkTarget.equals(y.linkTarget))) return false;
+    if (x.content !== y.content) {
+      if (!x.content || !y.content || x.content.length !== y.content.length) return false;
+      for (let k = 0; k < x.content.length; k++) if (x.content[k] !== y.content[k]) return false;
+    }
+  }
+  return true;
+}
