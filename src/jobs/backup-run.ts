@@ -13,6 +13,7 @@ import type {
   Tree,
   TreeEntry,
 } from '../repo/types.js';
+import { sameEntries } from '../repo/tree-codec.js';
 import { checkDeletionRatio, checkSourceBeforeRun, type GuardRefusal } from './mass-delete-guard.js';
 import { addWarning, cloneStats, emptyStats, statsFromJson, type RunStats } from './run-stats.js';
 import { displayPath, fsWarning, joinRel, Walker, type DirListing, type WalkEntry } from './walk.js';
@@ -550,10 +551,18 @@ class BackupRun {
       if (this.fatal) throw this.fatal;
       let treeId: string | null = null;
       if (!o.dryRun) {
-        treeId = await o.repo.saveTree({ entries: out.filter((x): x is TreeEntry => x !== null) });
+        const entries = out.filter((x): x is TreeEntry => x !== null);
+        // Unchanged directory: the previous tree is this very tree (no encoding, no hashing).
+        const same =
+          prevTreeId !== undefined &&
+          prevTree !== null &&
+          'tree' in prevTree &&
+          sameEntries(entries, prevTree.tree.entries) &&
+          (await o.repo.hasBlob(prevTreeId));
+        treeId = same ? prevTreeId : await o.repo.saveTree({ entries });
         // A row equal to the cached one (every file a hit on it) need not be written again.
-        const same = dirState.cacheHits === cacheFiles.size && cacheFiles.size === cache.size;
-        if (o.fileCache && !same) {
+        const sameRow = dirState.cacheHits === cacheFiles.size && cacheFiles.size === cache.size;
+        if (o.fileCache && !sameRow) {
           this.pendingRows.push({ dir: rel, entries: cacheFiles });
           this.pendingRowFiles += cacheFiles.size + 1;
           await this.maybeCheckpoint();
