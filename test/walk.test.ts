@@ -5,6 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { checkDeletionRatio, checkSourceBeforeRun } from '../src/jobs/mass-delete-guard.js';
 import { displayPath, walk, Walker, type DirListing, type WalkWarning } from '../src/jobs/walk.js';
 import { systemClock } from '../src/node/clock.js';
+import { Repository } from '../src/repo/repository.js';
+import { MemoryStore } from '../src/store/memory-store.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { createTree, removeDir, tempDir } from './helpers/fixture-tree.js';
 
@@ -117,6 +119,42 @@ describe('walker', () => {
     const listing = await walker.listDir(Buffer.from('no-such-dir'));
     assert.equal(listing.readable, false);
     assert.match(listing.warnings[0]!.message, /vanished/);
+  });
+
+  it('lists the same through a repository worker (Repository.listDir) as through libuv', async () => {
+    const root = join(dir, 'lister');
+    await mkdir(root);
+    const bad = Buffer.from([0x66, 0xff, 0xfe]);
+    await createTree(root, [
+      ['d', { dir: { 'x.log': { file: 'x' }, y: { file: 'yy' } } }],
+      [bad, { file: 'latin' }],
+      ['link', { symlink: 'nowhere' }],
+      ['fifo', { fifo: true }],
+      ['big', { file: 'b'.repeat(500) }],
+      ['e', { dir: {} }],
+    ]);
+    const repo = await Repository.init(new MemoryStore(), 'pw', { clock: systemClock, workers: 1, kdf: { N: 1024, r: 8, p: 1 } });
+    try {
+      const opts = { clock: systemClock, exclude: ['*.log'], maxFileSize: 100 };
+      const plain = new Walker(root, opts);
+      const viaWorker = new Walker(root, { ...opts, lister: (p: Buffer) => repo.listDir(p) });
+      for (const rel of ['', 'd', 'e', 'missing']) {
+        const a = await plain.listDir(Buffer.from(rel));
+        const b = await viaWorker.listDir(Buffer.from(rel));
+        const view = (l: DirListing) => ({
+          readable: l.readable,
+          skipped: l.skipped.map((x) => [latin(x.path), x.reason]),
+          warnings: l.warnings.map((w) => [latin(w.path), w.message]),
+          entries: l.entries.map((e) => {
+            const st = e.stat;
+            return [latin(e.name), e.type, e.descend, st.dev, st.ino, st.mode, st.nlink, st.uid, st.gid, st.rdev, st.size, st.mtimeNs, st.ctimeNs];
+          }),
+        });
+        assert.deepEqual(view(b), view(a), `listing of "${rel}"`);
+      }
+    } finally {
+      await repo.close();
+    }
   });
 });
 

@@ -5,7 +5,9 @@ import { abortError, type Clock } from '../node/clock.js';
 import type { JobConfig } from '../node/config/types.js';
 import type { CachedFile } from '../backupdb/file-cache.js';
 import type {
+  EntryStat,
   FileStatAfter,
+  RawDirEntry,
   SaveFileOptions,
   SaveFileResult,
   Snapshot,
@@ -26,6 +28,8 @@ import { displayPath, fsWarning, joinRel, Walker, type DirListing, type WalkEntr
 export interface BackupRepository {
   readonly id: string;
   saveFile(path: Buffer, opts?: SaveFileOptions): Promise<SaveFileResult>;
+  /** Lists a directory off the main thread (Repository.listDir); without it the walk lstat's through libuv. */
+  listDir?(path: Buffer): Promise<RawDirEntry[]>;
   saveTree(tree: Tree): Promise<string>;
   loadTree(id: string): Promise<Tree>;
   hasBlob(id: string): boolean | Promise<boolean>;
@@ -238,6 +242,7 @@ class BackupRun {
       oneFileSystem: o.job.oneFileSystem,
       clock: o.clock,
       skipDirs: [],
+      ...(o.repo.listDir ? { lister: (p: Buffer) => o.repo.listDir!(p) } : {}),
     });
     this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 256));
   }
@@ -708,7 +713,7 @@ class BackupRun {
    */
   private async storeFile(
     rel: Buffer,
-    before: BigIntStats,
+    before: EntryStat,
   ): Promise<{ content: string[]; stat: FileIdentity; meta: Partial<TreeEntry>; consistent: boolean } | null> {
     const abs = this.walker.absPath(rel);
     const o = this.o;
@@ -833,14 +838,14 @@ export function entryFromStat(e: WalkEntry): TreeEntry {
   return entry;
 }
 
-function sameFile(c: CachedFile, st: BigIntStats): boolean {
+function sameFile(c: CachedFile, st: EntryStat): boolean {
   return (
     BigInt(c.size) === st.size && c.mtimeNs === st.mtimeNs && c.ctimeNs === st.ctimeNs && c.inode === st.ino && c.dev === st.dev
   );
 }
 
 /** What identifies a file's version: the fields the cache compares. */
-type FileIdentity = Pick<BigIntStats, 'size' | 'mtimeNs' | 'ctimeNs' | 'ino' | 'dev'>;
+type FileIdentity = Pick<EntryStat, 'size' | 'mtimeNs' | 'ctimeNs' | 'ino' | 'dev'>;
 
 function statAfter(st: BigIntStats): FileStatAfter {
   return { isFile: st.isFile(), size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, dev: st.dev };

@@ -1,8 +1,8 @@
-import type { BigIntStats, Dirent } from 'node:fs';
+import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import ignore, { type Ignore } from 'ignore';
 import type { Clock } from '../node/clock.js';
-import type { EntryType } from '../repo/types.js';
+import type { EntryStat, EntryType, RawDirEntry } from '../repo/types.js';
 
 /** What the walker needs from a job (a subset of JobConfig, so tests can pass literals). */
 export interface WalkOptions {
@@ -21,6 +21,12 @@ export interface WalkOptions {
    */
   readonly skipDirs?: readonly { dev: bigint; ino: bigint }[];
   readonly clock: Clock;
+  /**
+   * Reads a directory and lstat's its entries elsewhere (Repository.listDir: a worker
+   * thread, one message per directory); rejects with the fs error for an unreadable
+   * directory. Without it, readdir and one async lstat per entry here.
+   */
+  readonly lister?: (absPath: Buffer) => Promise<RawDirEntry[]>;
 }
 
 /** One entry of a directory as the walker saw it: lstat'ed, never followed. */
@@ -28,7 +34,7 @@ export interface WalkEntry {
   /** Exact bytes of the name. */
   readonly name: Buffer;
   readonly type: EntryType;
-  readonly stat: BigIntStats;
+  readonly stat: EntryStat;
   /**
    * For directories: false when the walker will not list it (another file system with
    * one_file_system, or the repository's own directory). Such a directory is still
@@ -106,6 +112,7 @@ export class Walker {
   async listDir(rel: Buffer): Promise<DirListing> {
     const warnings: WalkWarning[] = [];
     const skipped: DirListing['skipped'] = [];
+    if (this.opts.lister) return this.listElsewhere(rel, this.opts.lister, warnings, skipped);
     let dirents: Dirent<Buffer>[];
     try {
       dirents = await readdir(this.absPath(rel), { encoding: 'buffer', withFileTypes: true });
@@ -135,6 +142,42 @@ export class Walker {
     return { entries: entries.filter((e): e is WalkEntry => e !== null), skipped, warnings, readable: true };
   }
 
+  /** listDir through `opts.lister`: the same filters and warnings, on entries stat'ed elsewhere. */
+  private async listElsewhere(
+    rel: Buffer,
+    lister: (absPath: Buffer) => Promise<RawDirEntry[]>,
+    warnings: WalkWarning[],
+    skipped: DirListing['skipped'],
+  ): Promise<DirListing> {
+    let raw: RawDirEntry[];
+    try {
+      raw = await lister(this.absPath(rel));
+    } catch (err) {
+      warnings.push(fsWarning(rel, err, 'cannot read directory'));
+      return { entries: [], skipped, warnings, readable: false };
+    }
+    const kept: RawDirEntry[] = [];
+    for (const r of raw) {
+      if (this.ig && this.isExcluded(joinRel(rel, r.name), r.direntIsDir)) {
+        skipped.push({ path: joinRel(rel, r.name), reason: 'excluded' });
+        continue;
+      }
+      kept.push(r);
+    }
+    kept.sort((a, b) => Buffer.compare(a.name, b.name));
+    const entries: WalkEntry[] = [];
+    for (const r of kept) {
+      const childRel = joinRel(rel, r.name);
+      if (!r.stat) {
+        warnings.push(fsWarning(childRel, r.error, 'cannot stat'));
+        continue;
+      }
+      const e = this.classify(childRel, r.name, r.stat, skipped);
+      if (e) entries.push(e);
+    }
+    return { entries, skipped, warnings, readable: true };
+  }
+
   private async statEntry(
     rel: Buffer,
     name: Buffer,
@@ -142,13 +185,18 @@ export class Walker {
     skipped: DirListing['skipped'],
   ): Promise<WalkEntry | null> {
     const childRel = joinRel(rel, name);
-    let st: BigIntStats;
+    let st: EntryStat;
     try {
       st = await lstat(this.absPath(childRel), { bigint: true });
     } catch (err) {
       warnings.push(fsWarning(childRel, err, 'cannot stat'));
       return null;
     }
+    return this.classify(childRel, name, st, skipped);
+  }
+
+  /** Applies the size, age, repository and file-system filters to one lstat'ed entry. */
+  private classify(childRel: Buffer, name: Buffer, st: EntryStat, skipped: DirListing['skipped']): WalkEntry | null {
     const type = entryType(st);
     if (type === 'file') {
       const max = this.opts.maxFileSize;
@@ -192,7 +240,7 @@ export class Walker {
 }
 
 /** The entry type of an lstat result. */
-export function entryType(st: BigIntStats): EntryType {
+export function entryType(st: EntryStat): EntryType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';

@@ -9,7 +9,9 @@
  *                  {t:'need', a: number[]}               triples job, seq, need (1/0)
  *                  {t:'recycle', data}                   an 'out' message's buffer, done with (transferred back)
  *                  {t:'cancel', job}
- *   worker → main: {t:'out', items: Item[], data: ArrayBuffer | null}   (data transferred)
+ *                  {t:'list', id, path}                  list a directory (readdir + lstat of each entry)
+ *   worker → main: {t:'listed', id, names, lens, dirs, stats, errs} or {t:'listed', id, error}
+ *                  (see listDir below; answered at once, between two slices of reading) {t:'out', items: Item[], data: ArrayBuffer | null}   (data transferred)
  *     ['c', job, seq, id, raw]                    a chunk was cut and hashed
  *     ['b', job, seq, offset, length, raw, compressed]  sealed bytes of a wanted chunk: data[offset, +length)
  *     ['d', job, bytesRead, changed, after]       the file was read to its end (blobs may follow)
@@ -20,7 +22,7 @@
  * (backpressure: the main thread stops answering while its gate is closed or its packs
  * are uploading, and this thread then stops reading).
  */
-import { closeSync, fstatSync, lstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync } from './compress.js';
@@ -111,7 +113,7 @@ function postError(job: number, err: unknown): void {
 
 // ---------------------------------------------------------------- messages
 
-port.on('message', (m: { t: string; job?: number; files?: [number, Uint8Array][]; a?: number[]; data?: ArrayBuffer }) => {
+port.on('message', (m: { t: string; job?: number; id?: number; path?: Uint8Array; files?: [number, Uint8Array][]; a?: number[]; data?: ArrayBuffer }) => {
   if (m.t === 'files') {
     for (const [job, path] of m.files!) {
       jobs.set(job, { cancelled: false, reading: true, pending: new Map() });
@@ -121,6 +123,9 @@ port.on('message', (m: { t: string; job?: number; files?: [number, Uint8Array][]
     const a = m.a!;
     for (let i = 0; i < a.length; i += 3) answer(a[i]!, a[i + 1]!, a[i + 2] === 1);
     flush();
+  } else if (m.t === 'list') {
+    listDir(m.id!, m.path!);
+    return;
   } else if (m.t === 'recycle') {
     if (m.data && free.length < MAX_FREE && m.data.byteLength === OUT_BYTES) free.push(m.data);
     return;
@@ -303,4 +308,71 @@ function finishFile(c: Current, ok: boolean): void {
       : null,
   ]);
   if (c.st.pending.size === 0) jobs.delete(c.job);
+}
+
+// ---------------------------------------------------------------- directory listings
+
+/** Stat fields per entry in a listing's BigInt64Array (order known to worker-pool.ts). */
+const STAT_FIELDS = 11;
+const SLASH = 0x2f;
+
+/**
+ * Lists a directory with synchronous calls (a walk's lstat of every entry costs a
+ * thread-pool round trip each on the main thread): names back to back in `names` with
+ * their lengths, `dirs` 1 where the directory entry says directory, stat fields (dev, ino,
+ * mode, nlink, uid, gid, rdev, size, atime, mtime, ctime) in `stats`, and per entry the
+ * lstat's error or null in `errs`.
+ */
+function listDir(id: number, dir: Uint8Array): void {
+  const path = Buffer.from(dir.buffer, dir.byteOffset, dir.byteLength);
+  let ents;
+  try {
+    ents = readdirSync(path, { withFileTypes: true, encoding: 'buffer' });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    port.postMessage({ t: 'listed', id, error: { code: e.code ?? null, message: e.message, errno: e.errno ?? null, syscall: e.syscall ?? null } });
+    return;
+  }
+  const n = ents.length;
+  let total = 0;
+  for (const d of ents) total += d.name.length;
+  const names = new Uint8Array(total);
+  const lens = new Uint32Array(n);
+  const dirs = new Uint8Array(n);
+  const stats = new BigInt64Array(n * STAT_FIELDS);
+  const errs: ([string | null, string] | null)[] = new Array(n).fill(null);
+  const full = Buffer.allocUnsafe(path.length + 1 + 4096);
+  path.copy(full, 0);
+  full[path.length] = SLASH;
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    const d = ents[i]!;
+    const name = d.name;
+    names.set(name, pos);
+    pos += name.length;
+    lens[i] = name.length;
+    dirs[i] = d.isDirectory() ? 1 : 0;
+    const end = path.length + 1 + name.length;
+    const p = end <= full.length ? full.subarray(0, end) : Buffer.concat([path, Buffer.from([SLASH]), name]);
+    if (end <= full.length) name.copy(full, path.length + 1);
+    try {
+      const st = lstatSync(p, { bigint: true });
+      const o = i * STAT_FIELDS;
+      stats[o] = st.dev;
+      stats[o + 1] = st.ino;
+      stats[o + 2] = st.mode;
+      stats[o + 3] = st.nlink;
+      stats[o + 4] = st.uid;
+      stats[o + 5] = st.gid;
+      stats[o + 6] = st.rdev;
+      stats[o + 7] = st.size;
+      stats[o + 8] = st.atimeNs;
+      stats[o + 9] = st.mtimeNs;
+      stats[o + 10] = st.ctimeNs;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      errs[i] = [e.code ?? null, e.message];
+    }
+  }
+  port.postMessage({ t: 'listed', id, names, lens, dirs, stats, errs }, [names.buffer, lens.buffer, stats.buffer]);
 }

@@ -34,6 +34,7 @@ import type {
   BlobType,
   CheckProblem,
   CheckReport,
+  RawDirEntry,
   RepoLock,
   SaveFileOptions,
   SaveFileResult,
@@ -334,6 +335,16 @@ export class Repository {
     } finally {
       for (const id of owned.values()) this.unclaim(id);
     }
+  }
+
+  /**
+   * Lists directory `path` in a worker thread: every entry's name and lstat (or the
+   * lstat's error). Rejects with the fs error when the directory cannot be read. For the
+   * backup walk: one message per directory instead of a thread-pool round trip per entry.
+   */
+  listDir(path: Buffer): Promise<RawDirEntry[]> {
+    this.ensureUsable();
+    return this.workerPool().list(path);
   }
 
   /** Stores a directory listing (entries sorted by name bytes); returns its id. Deduplicates. */

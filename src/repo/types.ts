@@ -105,6 +105,40 @@ export interface SaveFileResult {
   statAfter?: FileStatAfter | null;
 }
 
+/**
+ * The lstat fields a backup uses (fs.BigIntStats has them all; a worker's listing gives
+ * a lighter object, see Repository.listDir).
+ */
+export interface EntryStat {
+  dev: bigint;
+  ino: bigint;
+  mode: bigint;
+  nlink: bigint;
+  uid: bigint;
+  gid: bigint;
+  rdev: bigint;
+  size: bigint;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+}
+
+/** One entry of a directory as Repository.listDir reads it: its lstat, or the error of the lstat. */
+export interface RawDirEntry {
+  name: Buffer;
+  /** The directory entry's own type said "directory" (known even when the lstat failed). */
+  direntIsDir: boolean;
+  stat: EntryStat | null;
+  error: NodeJS.ErrnoException | null;
+}
+
 /** The fields of an lstat result that tell whether a file is still the one that was read. */
 export interface FileStatAfter {
   isFile: boolean;

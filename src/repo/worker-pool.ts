@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
 import { RepoError } from './errors.js';
-import type { FileStatAfter } from './types.js';
+import type { EntryStat, FileStatAfter, RawDirEntry } from './types.js';
 
 /** Callbacks of one file job; called one at a time, in message order. */
 export interface FileJobHandlers {
@@ -45,6 +45,8 @@ interface PoolWorker {
   /** Answers (job, seq, need) not posted yet. */
   answers: number[];
   answerScheduled: boolean;
+  /** Directory listings asked of this thread and not answered. */
+  lists: number;
 }
 
 export interface WorkerPoolOptions {
@@ -79,6 +81,8 @@ export class WorkerPool {
   private closed = false;
   private dispatchScheduled = false;
   private readonly bySignal = new WeakMap<AbortSignal, Set<Job>>();
+  private readonly lists = new Map<number, { resolve: (r: RawDirEntry[]) => void; reject: (e: unknown) => void; path: Buffer; worker: PoolWorker }>();
+  private nextList = 1;
 
   constructor(opts: WorkerPoolOptions) {
     this.opts = {
@@ -132,6 +136,8 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const req of this.lists.values()) req.reject(new RepoError('repository closed', 'NJ_REPO_CLOSED'));
+    this.lists.clear();
     for (const job of [...this.jobs.values()]) this.fail(job, new RepoError('repository closed', 'NJ_REPO_CLOSED'));
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
     this.workers.length = 0;
@@ -191,12 +197,17 @@ export class WorkerPool {
       // The thread's own heap holds little (chunks live in ArrayBuffers outside it).
       resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
     });
-    const pw: PoolWorker = { worker, jobs: new Set(), bytes: 0, answers: [], answerScheduled: false };
+    const pw: PoolWorker = { worker, jobs: new Set(), bytes: 0, answers: [], answerScheduled: false, lists: 0 };
     worker.on('message', (m: OutMessage) => this.onMessage(pw, m));
     const die = (err: unknown) => {
       const i = this.workers.indexOf(pw);
       if (i >= 0) this.workers.splice(i, 1);
       for (const job of [...pw.jobs]) this.fail(job, new RepoError(`chunk worker failed: ${String(err)}`, 'NJ_REPO_WORKER', { cause: err }));
+      for (const [id, req] of this.lists) {
+        if (req.worker !== pw) continue;
+        this.lists.delete(id);
+        req.reject(new RepoError(`chunk worker failed: ${String(err)}`, 'NJ_REPO_WORKER', { cause: err }));
+      }
       if (!this.closed) this.scheduleDispatch();
     };
     worker.on('error', die);
@@ -221,7 +232,59 @@ export class WorkerPool {
     });
   }
 
-  private onMessage(pw: PoolWorker, m: OutMessage): void {
+  /**
+   * Lists a directory in a worker thread (readdir, then lstat of every entry, with
+   * synchronous calls there). Rejects with the fs error when the directory cannot be read.
+   */
+  list(path: Buffer): Promise<RawDirEntry[]> {
+    if (this.closed) return Promise.reject(new RepoError('worker pool is closed', 'NJ_REPO_CLOSED'));
+    if (this.workers.length === 0) this.spawn();
+    // The thread with the least file work answers soonest (it lists between slices).
+    let w = this.workers[0]!;
+    for (const x of this.workers) if (x.bytes + x.lists * 65536 < w.bytes + w.lists * 65536) w = x;
+    const id = this.nextList++;
+    return new Promise<RawDirEntry[]>((resolve, reject) => {
+      this.lists.set(id, { resolve, reject, path, worker: w });
+      w.lists++;
+      w.worker.ref();
+      w.worker.postMessage({ t: 'list', id, path: new Uint8Array(path) });
+    });
+  }
+
+  private onListed(m: ListedMessage): void {
+    const req = this.lists.get(m.id);
+    if (!req) return;
+    this.lists.delete(m.id);
+    req.worker.lists--;
+    if (req.worker.jobs.size === 0 && req.worker.lists === 0) req.worker.worker.unref();
+    if (m.error) {
+      const err: NodeJS.ErrnoException = new Error(m.error.message);
+      if (m.error.code) err.code = m.error.code;
+      if (m.error.errno !== null) err.errno = m.error.errno;
+      if (m.error.syscall) err.syscall = m.error.syscall;
+      (err as { path: unknown }).path = req.path;
+      return req.reject(err);
+    }
+    const { names, lens, dirs, stats, errs } = m;
+    const nameBuf = Buffer.from(names!.buffer, names!.byteOffset, names!.byteLength);
+    const out: RawDirEntry[] = new Array(lens!.length);
+    let pos = 0;
+    for (let i = 0; i < lens!.length; i++) {
+      const name = nameBuf.subarray(pos, pos + lens![i]!);
+      pos += lens![i]!;
+      const e = errs![i];
+      let error: NodeJS.ErrnoException | null = null;
+      if (e) {
+        error = new Error(e[1]);
+        if (e[0]) error.code = e[0];
+      }
+      out[i] = { name, direntIsDir: dirs![i] === 1, stat: e ? null : new ListedStat(stats!, i * 11), error };
+    }
+    req.resolve(out);
+  }
+
+  private onMessage(pw: PoolWorker, m: OutMessage | ListedMessage): void {
+    if (m.t === 'listed') return this.onListed(m);
     const data = m.data ? Buffer.from(m.data) : null;
     // The buffer goes back to the thread once every blob in it was taken (copied into a pack).
     let blobs = 1;
@@ -328,4 +391,69 @@ interface OutMessage {
   t: 'out';
   items: OutItem[];
   data: ArrayBuffer | null;
+}
+
+interface ListedMessage {
+  t: 'listed';
+  id: number;
+  error?: { code: string | null; message: string; errno: number | null; syscall: string | null };
+  names?: Uint8Array;
+  lens?: Uint32Array;
+  dirs?: Uint8Array;
+  stats?: BigInt64Array;
+  errs?: ([string | null, string] | null)[];
+}
+
+const S_IFMT = 0o170000n;
+
+/** An lstat result from a worker's listing (fields as in chunk-worker.ts listDir). */
+class ListedStat implements EntryStat {
+  dev: bigint;
+  ino: bigint;
+  mode: bigint;
+  nlink: bigint;
+  uid: bigint;
+  gid: bigint;
+  rdev: bigint;
+  size: bigint;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  constructor(a: BigInt64Array, o: number) {
+    this.dev = BigInt.asUintN(64, a[o]!);
+    this.ino = BigInt.asUintN(64, a[o + 1]!);
+    this.mode = a[o + 2]!;
+    this.nlink = a[o + 3]!;
+    this.uid = a[o + 4]!;
+    this.gid = a[o + 5]!;
+    this.rdev = a[o + 6]!;
+    this.size = a[o + 7]!;
+    this.atimeNs = a[o + 8]!;
+    this.mtimeNs = a[o + 9]!;
+    this.ctimeNs = a[o + 10]!;
+  }
+  private is(t: bigint): boolean {
+    return (this.mode & S_IFMT) === t;
+  }
+  isFile(): boolean {
+    return this.is(0o100000n);
+  }
+  isDirectory(): boolean {
+    return this.is(0o040000n);
+  }
+  isSymbolicLink(): boolean {
+    return this.is(0o120000n);
+  }
+  isFIFO(): boolean {
+    return this.is(0o010000n);
+  }
+  isSocket(): boolean {
+    return this.is(0o140000n);
+  }
+  isCharacterDevice(): boolean {
+    return this.is(0o020000n);
+  }
+  isBlockDevice(): boolean {
+    return this.is(0o060000n);
+  }
 }
