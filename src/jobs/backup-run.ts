@@ -381,7 +381,10 @@ class BackupRun {
     this.pendingRowFiles = 0;
     this.lastCheckpointMs = this.o.clock.nowMs();
     await this.o.repo.flush();
-    if (this.o.fileCache && rows.length > 0) await this.o.fileCache.saveDirs(this.o.repo.id, this.o.job.name, rows);
+    if (this.o.fileCache && rows.length > 0) {
+      await this.o.fileCache.saveDirs(this.o.repo.id, this.o.job.name, rows);
+      for (const row of rows) this.stats.filesCheckpointed += row.entries.size;
+    }
     await this.o.onCheckpoint?.(cloneStats(this.stats), { parked });
   }
 
@@ -815,6 +818,7 @@ class BackupRun {
     this.pendingRows = [];
     this.pendingRowFiles = 0;
     await this.o.fileCache.saveDirs(this.o.repo.id, this.o.job.name, rows);
+    for (const row of rows) this.stats.filesCheckpointed += row.entries.size;
   }
 }
 

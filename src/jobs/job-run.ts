@@ -107,7 +107,8 @@ export async function runBackupRecorded(opts: RecordedRunOptions): Promise<RunRe
         level: 'info',
         kind: 'run.checkpoint',
         message:
-          `${job.name}: checkpoint written while suspended: ${formatCount(stats.filesTotal)} files done, ` +
+          `${job.name}: checkpoint written while suspended: ${formatCount(stats.filesCheckpointed)} files safely stored ` +
+          `(${formatCount(stats.filesTotal)} walked), ` +
           `${formatBytes(stats.bytesRead)} read, ${formatBytes(stats.bytesWritten)} written`,
       });
     },

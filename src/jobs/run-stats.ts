@@ -35,6 +35,11 @@ export interface RunStats {
   bytesNew: number;
   /** Bytes added to the repository (after compression and encryption). */
   bytesWritten: number;
+  /**
+   * Files whose content is durable in the repository and recorded in the file cache by a
+   * checkpoint: a run restarted after a crash skips them without reading.
+   */
+  filesCheckpointed: number;
   /** Number of warnings (the list below is capped at MAX_WARNINGS_KEPT). */
   warningCount: number;
   warnings: RunWarning[];
@@ -77,6 +82,7 @@ export function emptyStats(startedAt: Date): RunStats {
     bytesRead: 0,
     bytesNew: 0,
     bytesWritten: 0,
+    filesCheckpointed: 0,
     warningCount: 0,
     warnings: [],
     startedAt: startedAt.toISOString(),
