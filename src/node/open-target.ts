@@ -2,9 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/types.js';
 import { LocalStore } from '../store/local-store.js';
-import { openNodeStore } from '../store/node-store.js';
 import { withRetry } from '../store/retrying-store.js';
-import { openS3Store } from '../store/s3-store.js';
 import { StoreError, type Store } from '../store/store.js';
 import type { RunBandwidth } from './bandwidth.js';
 import type { Clock } from './clock.js';
@@ -22,10 +20,16 @@ export async function openTargetStore(target: TargetConfig, opts: { clock: Clock
   switch (target.kind) {
     case 'local':
       return new LocalStore(target.location);
-    case 'node':
+    case 'node': {
+      // Network stores load on demand: the AWS SDK and the peer client cost ~30-40 MiB and
+      // a quarter second that a local-only command should not pay.
+      const { openNodeStore } = await import('../store/node-store.js');
       return withRetry(await openNodeStore(target, { clock: opts.clock, alias: target.alias }), { clock: opts.clock });
-    case 's3':
+    }
+    case 's3': {
+      const { openS3Store } = await import('../store/s3-store.js');
       return withRetry(await openS3Store(target, { clock: opts.clock }), { clock: opts.clock });
+    }
   }
 }
 
