@@ -85,7 +85,13 @@ describe('startMaintenanceWatch', () => {
       await clock.advance(H);
       assert.equal((await db.runs.listRuns('b1', 10, { kind: 'verify' })).length, 0, 'outside the window nothing runs');
       await clock.advanceTo('2026-11-24T22:00:30Z');
-      for (let i = 0; i < 50 && (await db.runs.listRuns('b1', 10, { kind: 'prune' })).filter((r) => r.endedAt).length === 0; i++) await clock.advance(60_000);
+      // Verify and prune do real work (worker threads, I/O) in real time: give them up to
+      // 30 s of it while the fake clock moves on in 10 s steps (staying inside the window).
+      const ended = async (kind: 'verify' | 'prune') => (await db.runs.listRuns('b1', 10, { kind })).some((r) => r.endedAt);
+      for (let i = 0; i < 600 && !((await ended('verify')) && (await ended('prune'))); i++) {
+        await clock.advance(10_000);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       const verifies = await db.runs.listRuns('b1', 10, { kind: 'verify' });
       assert.equal(verifies.length, 1, logs.join('\n'));
       assert.equal(verifies[0]!.result, 'completed', logs.join('\n'));
