@@ -5,6 +5,7 @@ import { prune } from '../repo/prune.js';
 import type { Repository } from '../repo/repository.js';
 import { listPacks, packsInSubset, subsetForCycle, verifyPacks } from '../repo/verify.js';
 import { isInWindow } from './windows.js';
+import { startPeriodicCheck, type PeriodicCheck } from './periodic-check.js';
 
 /** Scheduled repository work a job can ask for. Recorded in the run history with this kind. */
 export type MaintenanceKind = 'verify' | 'prune';
@@ -55,7 +56,7 @@ export interface MaintenanceWatchOptions {
  * Windows gate the start only. Runs left unfinished by a previous process are closed as
  * failed at start. `stop()` aborts a verify between packs and waits.
  */
-export function startMaintenanceWatch(opts: MaintenanceWatchOptions): { stop(): Promise<void>; checkNow(): Promise<void> } {
+export function startMaintenanceWatch(opts: MaintenanceWatchOptions): PeriodicCheck {
   const stopper = new AbortController();
   const failures = new Map<string, Date>();
   const { db, clock } = opts;
@@ -103,26 +104,7 @@ export function startMaintenanceWatch(opts: MaintenanceWatchOptions): { stop(): 
       }
     }
   };
-  let chain: Promise<void> = Promise.resolve();
-  const checkNow = () => (chain = chain.then(check, check));
-  const loop = (async () => {
-    while (!stopper.signal.aborted) {
-      await checkNow();
-      try {
-        await clock.sleep(opts.intervalMs ?? MAINTENANCE_CHECK_MS, stopper.signal);
-      } catch {
-        return;
-      }
-    }
-  })();
-  return {
-    checkNow,
-    async stop() {
-      stopper.abort();
-      await loop;
-      await chain.catch(() => {});
-    },
-  };
+  return startPeriodicCheck(clock, opts.intervalMs ?? MAINTENANCE_CHECK_MS, check, stopper);
 }
 
 interface TaskResult {

@@ -2,6 +2,7 @@ import type { Clock } from '../node/clock.js';
 import type { JobConfig } from '../node/config/types.js';
 import { cronFor } from './schedule.js';
 import { isAlwaysOpen, windowsBetween } from './windows.js';
+import { startPeriodicCheck, type PeriodicCheck } from './periodic-check.js';
 
 const DAY_MS = 24 * 3_600_000;
 const WEEK_MS = 7 * DAY_MS;
@@ -99,7 +100,7 @@ export interface OverdueWatchOptions {
  * injected clock and calls `onOverdue` when a job enters an overdue episode (once; again
  * only after a successful run ended the episode). `stop()` ends the loop and waits for it.
  */
-export function startOverdueWatch(opts: OverdueWatchOptions): { stop(): Promise<void>; checkNow(): Promise<void> } {
+export function startOverdueWatch(opts: OverdueWatchOptions): PeriodicCheck {
   const tracker = new OverdueTracker();
   const stopper = new AbortController();
   const check = async () => {
@@ -124,24 +125,5 @@ export function startOverdueWatch(opts: OverdueWatchOptions): { stop(): Promise<
       }
     }
   };
-  let chain: Promise<void> = Promise.resolve();
-  const checkNow = () => (chain = chain.then(check, check));
-  const loop = (async () => {
-    while (!stopper.signal.aborted) {
-      await checkNow();
-      try {
-        await opts.clock.sleep(opts.intervalMs ?? OVERDUE_CHECK_MS, stopper.signal);
-      } catch {
-        return;
-      }
-    }
-  })();
-  return {
-    checkNow,
-    async stop() {
-      stopper.abort();
-      await loop;
-      await chain.catch(() => {});
-    },
-  };
+  return startPeriodicCheck(opts.clock, opts.intervalMs ?? OVERDUE_CHECK_MS, check, stopper);
 }
