@@ -162,6 +162,30 @@ export async function withTarget<T>(
   }
 }
 
+/**
+ * Runs `fn` on each target's repository in turn (see withTarget). A target whose store
+ * fails (unreachable peer, bad credentials) is reported through `skip` and passed over,
+ * so one bad target never hides the others; returns how many were passed over.
+ */
+export async function withEachTarget(
+  targets: readonly TargetConfig[],
+  opts: { clock: Clock; workers?: number },
+  skip: (target: TargetConfig, err: StoreError) => void,
+  fn: (target: TargetConfig, opened: OpenedTarget) => Promise<void>,
+): Promise<number> {
+  let skipped = 0;
+  for (const target of targets) {
+    try {
+      await withTarget(target, opts, (opened) => fn(target, opened));
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      skip(target, err);
+      skipped++;
+    }
+  }
+  return skipped;
+}
+
 /** `SNAPSHOT[:PATH]` → its parts (a snapshot reference never contains a colon). */
 export function parseSnapshotArg(arg: string): { ref: string; path: string } {
   const i = arg.indexOf(':');

@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fsp, type Dirent } from 'node:fs';
 import * as path from 'node:path';
 import { RequestError } from './request-target.js';
+import { fsyncDir } from '../store/local-store.js';
 
 /** Bytes and object count a client stores (temp files excluded). */
 export interface SpaceUsage {
@@ -277,15 +278,3 @@ function isMissing(err: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  let fh: fsp.FileHandle | undefined;
-  try {
-    fh = await fsp.open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOENT') throw err;
-  } finally {
-    await fh?.close().catch(() => {});
-  }
-}

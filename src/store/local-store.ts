@@ -261,15 +261,19 @@ export class LocalStore implements Store {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+/**
+ * Makes a rename or link in `dir` durable. Filesystems that refuse fsync on directories
+ * (EINVAL/EISDIR/EPERM/ENOTSUP) and a directory removed meanwhile (ENOENT) are not errors:
+ * there is nothing more to make durable. Shared with the storage service.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(dir, 'r');
     await fh.sync();
   } catch (err) {
-    // Some filesystems refuse fsync on directories (EINVAL/EISDIR); nothing more to do there.
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM' && code !== 'ENOTSUP') throw err;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOENT') throw err;
   } finally {
     await fh?.close().catch(() => {});
   }

@@ -1,12 +1,11 @@
 import { randomInt } from 'node:crypto';
 import type { Command } from 'commander';
-import { StoreError } from '../../store/store.js';
 import { formatBytes, formatCount } from '../../jobs/report.js';
 import type { CheckReport } from '../../repo/types.js';
 import { listPacks, packsInSubset, parseDataSubset, verifyPacks } from '../../repo/verify.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, targetsFor, withTarget } from '../open-target.js';
+import { loadNodeConfig, targetsFor, withEachTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -35,10 +34,11 @@ export function registerCheck(program: Command, env: CliEnv): void {
       const layout = nodeDirLayout(opts.nodeDirectory);
       const config = await loadNodeConfig(layout);
       const reports: (CheckReport & { target: string })[] = [];
-      let failedTargets = 0;
-      for (const target of targetsFor(config, opts.job)) {
-        try {
-          await withTarget(target, { clock: env.clock, workers: config.node.workers }, async ({ repo }) => {
+      const failedTargets = await withEachTarget(
+        targetsFor(config, opts.job),
+        { clock: env.clock, workers: config.node.workers },
+        (target, err) => env.stderr.write(`nightjar: skipping target ${target.alias}: ${err.message}\n`),
+        async (target, { repo }) => {
             const lock = await repo.lock(false);
             try {
               const report = await repo.check({ readData: opts.readData === true });
@@ -53,17 +53,8 @@ export function registerCheck(program: Command, env: CliEnv): void {
             } finally {
               await lock.release();
             }
-          });
-        } catch (err) {
-          // One unreachable target must not hide the others.
-          if (err instanceof StoreError) {
-            env.stderr.write(`nightjar: skipping target ${target.alias}: ${err.message}\n`);
-            failedTargets++;
-            continue;
-          }
-          throw err;
-        }
-      }
+        },
+      );
       const ok = failedTargets === 0 && reports.every((r) => r.ok);
       if (opts.json) env.stdout.write(JSON.stringify(reports, null, 2) + '\n');
       else {

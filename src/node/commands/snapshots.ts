@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { StoreError } from '../../store/store.js';
 import { formatBytes, formatCount } from '../../jobs/report.js';
 import { statsFromJson } from '../../jobs/run-stats.js';
 import type { Snapshot } from '../../repo/types.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, targetsFor, withTarget } from '../open-target.js';
+import { loadNodeConfig, targetsFor, withEachTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -24,24 +23,16 @@ export function registerSnapshots(program: Command, env: CliEnv): void {
       const layout = nodeDirLayout(opts.nodeDirectory);
       const config = await loadNodeConfig(layout);
       const rows: (Snapshot & { targetAlias: string })[] = [];
-      let failedTargets = 0;
-      for (const target of targetsFor(config, opts.job)) {
-        try {
-          await withTarget(target, { clock: env.clock, workers: 1 }, async ({ repo }) => {
-            for (const s of await repo.listSnapshots()) {
-              if (opts.job === undefined || s.job === opts.job) rows.push({ ...s, targetAlias: target.alias });
-            }
-          });
-        } catch (err) {
-          // One unreachable target must not hide the others.
-          if (err instanceof StoreError) {
-            env.stderr.write(`nightjar: skipping target ${target.alias}: ${err.message}\n`);
-            failedTargets++;
-            continue;
+      const failedTargets = await withEachTarget(
+        targetsFor(config, opts.job),
+        { clock: env.clock, workers: 1 },
+        (target, err) => env.stderr.write(`nightjar: skipping target ${target.alias}: ${err.message}\n`),
+        async (target, { repo }) => {
+          for (const s of await repo.listSnapshots()) {
+            if (opts.job === undefined || s.job === opts.job) rows.push({ ...s, targetAlias: target.alias });
           }
-          throw err;
-        }
-      }
+        },
+      );
       rows.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
       if (opts.json) {
         env.stdout.write(JSON.stringify(rows, null, 2) + '\n');
