@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { open, seal, SEAL_OVERHEAD } from './crypto.js';
+import { open, seal } from './crypto.js';
 import { IntegrityError, RepoError } from './errors.js';
 import type { BlobType } from './types.js';
 
@@ -46,12 +46,25 @@ export function readEntry(buf: Buffer, pos: number): PackEntry {
   };
 }
 
+/** The end of a pack after its blobs: the sealed header, then its sealed length as u32 LE (FORMAT.md "Packs"). */
+export function packTrailer(encKey: Buffer, entries: readonly PackEntry[]): Buffer {
+  const header = Buffer.alloc(9 + entries.length * ENTRY_LEN);
+  HEADER_MAGIC.copy(header, 0);
+  header[4] = FORMAT;
+  header.writeUInt32LE(entries.length, 5);
+  let pos = 9;
+  for (const e of entries) pos = writeEntry(header, pos, e);
+  const sealed = seal(encKey, header);
+  const out = Buffer.allocUnsafe(sealed.length + 4);
+  sealed.copy(out, 0);
+  out.writeUInt32LE(sealed.length, sealed.length);
+  return out;
+}
+
 /**
- * Accumulates sealed blobs into one pack (see FORMAT.md "Packs"): blobs back to back,
- * then the sealed header, then the header's sealed length as u32 LE. Blobs are copied
- * into one buffer as they arrive (sized for `capacity`, grown when needed), so the
- * finished pack is that buffer, never a second copy; the pack's name is the SHA-256 of
- * all its bytes, computed incrementally.
+ * Accumulates sealed blobs into one pack in memory (tree packs: small): blobs back to
+ * back, then the trailer. The pack's name is the SHA-256 of all its bytes, computed
+ * incrementally. Data packs are built in files instead (pack-file.ts).
  */
 export class PackBuilder {
   readonly type: BlobType;
@@ -60,15 +73,9 @@ export class PackBuilder {
   private readonly hash: Hash = createHash('sha256');
   private bytes = 0;
 
-  /** `reuse`: a buffer from an earlier pack (see `buffer`) to fill instead of allocating one. */
-  constructor(type: BlobType, capacity = 1024 * 1024, reuse?: Buffer) {
+  constructor(type: BlobType, capacity = 256 * 1024) {
     this.type = type;
-    this.buf = reuse && reuse.length >= capacity ? reuse : Buffer.allocUnsafeSlow(Math.max(capacity, 4096));
-  }
-
-  /** The buffer the pack is built in; after finish, once the pack is uploaded, it may be reused. */
-  get buffer(): Buffer {
-    return this.buf;
+    this.buf = Buffer.allocUnsafe(capacity);
   }
 
   get size(): number {
@@ -82,46 +89,26 @@ export class PackBuilder {
   /** Appends a sealed blob; returns its entry and the pack's copy of the bytes (valid until finish). */
   add(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): { entry: PackEntry; stored: Buffer } {
     const e: PackEntry = { id, type: this.type, offset: this.bytes, length: sealed.length, rawLength, compressed };
-    this.reserve(sealed.length);
-    this.buf.set(sealed, this.bytes);
-    const stored = this.buf.subarray(this.bytes, this.bytes + sealed.length);
-    this.hash.update(stored);
-    this.bytes += sealed.length;
+    this.append(sealed);
     this.entries.push(e);
-    return { entry: e, stored };
+    return { entry: e, stored: this.buf.subarray(e.offset, e.offset + e.length) };
   }
 
-  /** True when a blob of `n` sealed bytes and the header (with its entry) fit the buffer without growing it. */
-  fits(n: number): boolean {
-    return this.bytes + n + 9 + (this.entries.length + 1) * ENTRY_LEN + SEAL_OVERHEAD + 4 <= this.buf.length;
+  private append(bytes: Uint8Array): void {
+    if (this.bytes + bytes.length > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(this.bytes + bytes.length, Math.ceil(this.buf.length * 1.5)));
+      this.buf.copy(bigger, 0, 0, this.bytes);
+      this.buf = bigger;
+    }
+    this.buf.set(bytes, this.bytes);
+    this.hash.update(bytes);
+    this.bytes += bytes.length;
   }
 
-  private reserve(n: number): void {
-    if (this.bytes + n <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafeSlow(Math.max(this.bytes + n, Math.ceil(this.buf.length * 1.5)));
-    this.buf.copy(bigger, 0, 0, this.bytes);
-    this.buf = bigger;
-  }
-
-  /** Seals the header and returns the complete pack, its name and its entries. */
+  /** Appends the trailer and returns the complete pack, its name and its entries. */
   finish(encKey: Buffer): { name: string; data: Buffer; entries: PackEntry[] } {
-    const header = Buffer.alloc(9 + this.entries.length * ENTRY_LEN);
-    HEADER_MAGIC.copy(header, 0);
-    header[4] = FORMAT;
-    header.writeUInt32LE(this.entries.length, 5);
-    let pos = 9;
-    for (const e of this.entries) pos = writeEntry(header, pos, e);
-    const sealedHeader = seal(encKey, header);
-    const start = this.bytes;
-    this.reserve(sealedHeader.length + 4);
-    sealedHeader.copy(this.buf, this.bytes);
-    this.bytes += sealedHeader.length;
-    this.buf.writeUInt32LE(sealedHeader.length, this.bytes);
-    this.bytes += 4;
-    this.hash.update(this.buf.subarray(start, this.bytes));
-    // A buffer much larger than the pack (a grown one) is not kept for the upload.
-    const data = this.buf.length - this.bytes > 1024 * 1024 ? Buffer.from(this.buf.subarray(0, this.bytes)) : this.buf.subarray(0, this.bytes);
-    return { name: this.hash.digest('hex'), data, entries: this.entries };
+    this.append(packTrailer(encKey, this.entries));
+    return { name: this.hash.digest('hex'), data: this.buf.subarray(0, this.bytes), entries: this.entries };
   }
 }
 

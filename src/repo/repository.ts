@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import type { Clock } from '../node/clock.js';
 import { NotFoundError, ObjectExistsError, type Store } from '../store/store.js';
 import { BlobIndex } from './blob-index.js';
@@ -31,7 +31,6 @@ import { acquireLock } from './lock.js';
 import { decodeIndex, encodeIndex, packObjectName, PackBuilder, readPackHeader, type IndexedPack, type PackEntry } from './pack.js';
 import { decodeTree, encodeTree } from './tree-codec.js';
 import type {
-  BlobType,
   CheckProblem,
   CheckReport,
   RawDirEntry,
@@ -42,13 +41,12 @@ import type {
   SnapshotInput,
   Tree,
 } from './types.js';
+import { PackFile } from './pack-file.js';
 import { WorkerPool } from './worker-pool.js';
 
 export const FORMAT_VERSION = 1;
 /** Default pack size: 16 MiB (FORMAT.md "Packs"). */
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
-/** Room beyond packSize in a data pack's buffer: the blob that closes it and the header, mostly without growing. */
-const PACK_SLACK = 256 * 1024;
 /** Tree packs up to this size are read whole and kept while trees are read from them… */
 const TREE_PACK_CACHED = 4 * 1024 * 1024;
 /** …up to this many bytes of them. */
@@ -84,6 +82,8 @@ export interface RepoOptions {
   hostname?: string;
   /** Process id recorded in locks (default process.pid; tests simulate other processes). */
   pid?: number;
+  /** Where data packs are built when the store has no spool directory (default: the temp directory). */
+  spoolDir?: string;
 }
 
 /** Decrypted `config` object. */
@@ -109,7 +109,7 @@ interface KeyObject {
 
 type Pending =
   | { state: 'reserved'; done: Promise<boolean>; settle: (stored: boolean) => void }
-  | { state: 'stored'; sealed: Buffer; rawLength: number; compressed: boolean };
+  | { state: 'stored'; read: () => Promise<Buffer>; rawLength: number; compressed: boolean };
 
 /**
  * A Nightjar repository on a Store (format in docs/FORMAT.md). One instance per open
@@ -132,10 +132,10 @@ export class Repository {
   private readonly loadedIndexes = new Set<string>();
   private readonly badIndexes = new Map<string, string>();
   private readonly pending = new Map<string, Pending>();
-  private readonly builders: Record<BlobType, PackBuilder | null> = { data: null, tree: null };
+  /** The open data pack (a file) and tree pack (in memory: trees are small). */
+  private dataPack: PackFile | null = null;
+  private openTreePack: PackBuilder | null = null;
   private readonly uploads = new Set<Promise<void>>();
-  /** Data pack buffers whose packs are uploaded, for the next packs. */
-  private readonly freePackBuffers: Buffer[] = [];
   /** Whole tree packs read by readBlob, most recently used last. */
   private readonly treePacks = new Map<string, Promise<Buffer>>();
   private treePackBytes = 0;
@@ -324,7 +324,7 @@ export class Repository {
             if (id === undefined) throw new RepoError(`unexpected blob for chunk ${seq}`, 'NJ_REPO_WORKER');
             owned.delete(seq);
             bytesWritten += sealed.length;
-            this.addBlob('data', id, sealed, raw, compressed);
+            await this.addData(id, sealed, raw, compressed);
             opts.onChunk?.(raw);
           },
         },
@@ -358,7 +358,7 @@ export class Repository {
       // A listing of a usual directory (a few KiB) is compressed in place: tens of
       // microseconds, less than the thread-pool round trip of the async call.
       const z = plain.length <= SYNC_COMPRESS ? maybeCompressSync(plain) : await maybeCompress(plain);
-      this.addBlob('tree', id, seal(this.keys.encKey, z ?? plain), plain.length, z !== null);
+      this.addTree(id, seal(this.keys.encKey, z ?? plain), plain.length, z !== null);
     } finally {
       this.unclaim(id);
     }
@@ -377,7 +377,8 @@ export class Repository {
   flush(): Promise<void> {
     const run = this.flushChain.then(async () => {
       this.ensureUsable();
-      for (const type of ['data', 'tree'] as const) this.finishPack(type);
+      this.finishDataPack();
+      this.finishTreePack();
       while (this.uploads.size > 0) await Promise.allSettled([...this.uploads]);
       this.ensureUsable();
       await this.writeIndex();
@@ -455,7 +456,8 @@ export class Repository {
     let compressed: boolean;
     let where: string;
     if (p?.state === 'stored') {
-      ({ sealed, rawLength, compressed } = p);
+      ({ rawLength, compressed } = p);
+      sealed = await p.read();
       where = 'an unflushed pack';
     } else {
       const loc = this.index.get(id);
@@ -703,6 +705,9 @@ export class Repository {
     this.closed = true;
     await this.pool?.close();
     await Promise.allSettled([...this.uploads]);
+    // An unflushed data pack is dropped with its file (its blobs were never indexed).
+    await this.dataPack?.close();
+    this.dataPack = null;
   }
 
   // ---------------------------------------------------------------- internals
@@ -753,24 +758,35 @@ export class Repository {
     }
   }
 
-  /**
-   * Copies a sealed blob into its type's open pack (synchronously: `sealed` may be reused
-   * once this returns) and starts the pack's upload when it is full. Never waits: callers
-   * wait for upload room before asking for blobs (uploadRoom), which bounds memory.
-   */
-  private addBlob(type: BlobType, id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): void {
-    this.ensureUsable();
-    const cur = this.builders[type];
-    // A data blob that would overflow the open pack's buffer closes it first (a pack stays
-    // within packSize + PACK_SLACK, header included, unless it is one big blob).
-    if (type === 'data' && cur && cur.blobCount > 0 && !cur.fits(sealed.length)) this.finishPack(type);
-    const b = (this.builders[type] ??=
-      type === 'data' ? new PackBuilder(type, this.packSize + PACK_SLACK, this.freePackBuffers.pop()) : new PackBuilder(type, 256 * 1024));
-    const { stored } = b.add(id, sealed, rawLength, compressed);
+  /** Marks a reserved blob as stored in this session (claimers waiting for it go on). */
+  private stored(id: string, rawLength: number, compressed: boolean, read: () => Promise<Buffer>): void {
     const prev = this.pending.get(id);
-    this.pending.set(id, { state: 'stored', sealed: stored, rawLength, compressed });
+    this.pending.set(id, { state: 'stored', read, rawLength, compressed });
     if (prev?.state === 'reserved') prev.settle(true);
-    if (b.size >= this.packSize) this.finishPack(type);
+  }
+
+  /**
+   * Appends a sealed data blob to the open data pack (a file) and starts the pack's
+   * upload when it is full. Resolves once the bytes are written: `sealed` may be reused
+   * then. Never waits for uploads: callers wait for upload room before asking for blobs
+   * (uploadRoom), which bounds the packs in flight.
+   */
+  private async addData(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<void> {
+    this.ensureUsable();
+    const pack = (this.dataPack ??= new PackFile('data', this.store.spool?.dir ?? this.opts.spoolDir ?? tmpdir()));
+    const { entry, written } = pack.add(id, sealed, rawLength, compressed);
+    this.stored(id, rawLength, compressed, () => pack.read(entry, written));
+    if (pack.size >= this.packSize) this.finishDataPack();
+    await written;
+  }
+
+  /** Copies a sealed tree blob into the open tree pack (synchronously: `sealed` may be reused once this returns). */
+  private addTree(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): void {
+    this.ensureUsable();
+    const pack = (this.openTreePack ??= new PackBuilder('tree'));
+    const { stored } = pack.add(id, sealed, rawLength, compressed);
+    this.stored(id, rawLength, compressed, () => Promise.resolve(stored));
+    if (pack.size >= this.packSize) this.finishTreePack();
   }
 
   /** Waits until fewer than MAX_UPLOADS packs are uploading. */
@@ -779,28 +795,43 @@ export class Repository {
     this.ensureUsable();
   }
 
-  private finishPack(type: BlobType): void {
-    const b = this.builders[type];
-    if (!b || b.blobCount === 0) return;
-    this.builders[type] = null;
-    const { name, data, entries } = b.finish(this.keys.encKey);
-    const up = (async () => {
+  private finishDataPack(): void {
+    const pack = this.dataPack;
+    if (!pack || pack.blobCount === 0) return;
+    this.dataPack = null;
+    this.upload(async () => {
       try {
-        await this.store.write(packObjectName(name), data);
-      } catch (err) {
-        if (!(err instanceof ObjectExistsError)) throw err;
+        const { name, size, entries } = await pack.finish(this.keys.encKey);
+        const object = packObjectName(name);
+        await ignoreExisting(this.store.spool ? this.store.spool.adopt(object, pack.path) : pack.readAll().then((data) => this.store.write(object, data)));
+        return { name, size, entries };
+      } finally {
+        void pack.close();
       }
-      this.index.addPack(name, data.length);
+    });
+  }
+
+  private finishTreePack(): void {
+    const pack = this.openTreePack;
+    if (!pack || pack.blobCount === 0) return;
+    this.openTreePack = null;
+    const { name, data, entries } = pack.finish(this.keys.encKey);
+    this.upload(async () => {
+      await ignoreExisting(this.store.write(packObjectName(name), data));
+      return { name, size: data.length, entries };
+    });
+  }
+
+  /** Runs a pack's upload, then indexes the pack (an index object after AUTO_INDEX_PACKS packs). A failure poisons the repository. */
+  private upload(send: () => Promise<IndexedPack>): void {
+    const up = (async () => {
+      const { name, size, entries } = await send();
+      this.index.addPack(name, size);
       for (const e of entries) {
         this.index.add(e.id, { ...e, pack: name });
         this.pending.delete(e.id);
       }
-      // Nothing refers to the pack's bytes any more: its buffer serves the next pack
-      // (no 16 MiB allocation per pack, which glibc's heap would keep fragmented).
-      if (type === 'data' && b.buffer.length === this.packSize + PACK_SLACK && this.freePackBuffers.length <= MAX_UPLOADS) {
-        this.freePackBuffers.push(b.buffer);
-      }
-      this.unindexed.push({ name, size: data.length, entries });
+      this.unindexed.push({ name, size, entries });
       if (this.unindexed.length >= AUTO_INDEX_PACKS) await this.writeIndex();
     })()
       .catch((err) => {
@@ -830,6 +861,15 @@ export class Repository {
     });
     this.indexChain = run.catch(() => {});
     return run;
+  }
+}
+
+/** A pack that exists already has the same bytes (its name is their hash): not an error. */
+async function ignoreExisting(write: Promise<void>): Promise<void> {
+  try {
+    await write;
+  } catch (err) {
+    if (!(err instanceof ObjectExistsError)) throw err;
   }
 }
 

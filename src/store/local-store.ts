@@ -5,17 +5,18 @@ import {
   checkRange,
   NotFoundError,
   ObjectExistsError,
+  payFor,
+  SPOOL_PREFIX,
   StoreError,
   validateObjectName,
   validatePrefix,
   type ByteRange,
+  type FileSpool,
   type ObjectInfo,
   type Store,
   type WriteOptions,
 } from './store.js';
 
-/** Prefix of temporary files; `list` ignores them (names starting with '.' are never valid). */
-const TEMP_PREFIX = '.nj-tmp-';
 
 /** errno codes after which retrying the same call cannot help. */
 const PERMANENT_ERRNO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'ELOOP']);
@@ -40,10 +41,13 @@ export class LocalStore implements Store {
   private readonly knownDirs = new Set<string>();
   private readonly localWrites = new Set<string>();
   private noHardLinks = false;
+  /** Files prepared in the store's root are published by a link (or rename), not copied. */
+  readonly spool: FileSpool;
 
   constructor(root: string) {
     this.root = path.resolve(root);
     this.location = `local:${this.root}`;
+    this.spool = { dir: this.root, adopt: (name, file, opts) => this.adopt(name, file, opts) };
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
@@ -128,7 +132,7 @@ export class LocalStore implements Store {
     const final = this.file(name);
     const dir = path.dirname(final);
     await this.ensureDir(dir);
-    const temp = path.join(dir, TEMP_PREFIX + randomBytes(8).toString('hex'));
+    const temp = path.join(dir, SPOOL_PREFIX + randomBytes(8).toString('hex'));
     try {
       const fh = await fsp.open(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
       try {
@@ -152,6 +156,28 @@ export class LocalStore implements Store {
       await fsyncDir(dir);
     } catch (err) {
       await fsp.unlink(temp).catch(() => {});
+      if (err instanceof StoreError) throw err;
+      throw this.wrap(err, `write ${name}`);
+    }
+  }
+
+  /** See FileSpool.adopt: fsync the prepared file, then publish it as write does. */
+  private async adopt(name: string, file: string, opts?: WriteOptions): Promise<void> {
+    validateObjectName(name);
+    const final = this.file(name);
+    const dir = path.dirname(final);
+    try {
+      const fh = await fsp.open(file, 'r');
+      try {
+        if (opts?.pace) await payFor(opts.pace, (await fh.stat()).size);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.ensureDir(dir);
+      await this.publish(file, final, name);
+      await fsyncDir(dir);
+    } catch (err) {
       if (err instanceof StoreError) throw err;
       throw this.wrap(err, `write ${name}`);
     }
@@ -189,7 +215,7 @@ export class LocalStore implements Store {
       for (const e of entries) {
         const p = path.join(dir, e.name);
         if (e.isDirectory()) stack.push(p);
-        else if (e.name.startsWith(TEMP_PREFIX)) {
+        else if (e.name.startsWith(SPOOL_PREFIX)) {
           try {
             const st = await fsp.stat(p);
             if (st.mtime < olderThan) {

@@ -46,11 +46,34 @@ export interface Store {
    * see the whole object or nothing, and once write resolves the object is durable.
    */
   write(name: string, data: Buffer, opts?: WriteOptions): Promise<void>;
+  /**
+   * Optional fast path for large objects prepared on disk (data packs), on stores whose
+   * objects are files (local directories): the writer prepares a file in `spool.dir` (on
+   * the store's own filesystem) and `spool.adopt` publishes it as object `name` without
+   * copying its bytes, with write's guarantees (write-once, atomic, durable once it
+   * resolves). Without it, the writer reads the file back and calls write.
+   */
+  readonly spool?: FileSpool;
   /** Removes an object. Idempotent: deleting a missing object is not an error. */
   delete(name: string): Promise<void>;
   /** Releases resources; the store must not be used afterwards. */
   close(): Promise<void>;
 }
+
+/** See Store.spool. */
+export interface FileSpool {
+  /** Directory for prepared files; their names must start with SPOOL_PREFIX (listings skip them, cleanups remove them). */
+  readonly dir: string;
+  /**
+   * Publishes the complete file at `file` (inside `dir`) as object `name`; on success the
+   * file is gone. Throws ObjectExistsError when `name` exists (the file stays; the caller
+   * removes it). `opts.pace` paces the accounting as for write.
+   */
+  adopt(name: string, file: string, opts?: WriteOptions): Promise<void>;
+}
+
+/** Name prefix of files prepared in a FileSpool's directory (a leading '.' keeps them out of listings). */
+export const SPOOL_PREFIX = '.nj-tmp-';
 
 /**
  * Paces the bytes of a write as they go out (the throttle, see throttled-store.ts). A
@@ -63,6 +86,15 @@ export interface WritePacer {
   sliceBytes(): number;
   /** Resolves when `bytes` more may be sent; counts them as sent. Rejects when the write should stop. */
   take(bytes: number): Promise<void>;
+}
+
+/** Takes `bytes` from `pace` slice by slice (bytes that went out without being paced, or a file adopted whole). */
+export async function payFor(pace: WritePacer, bytes: number): Promise<void> {
+  for (let left = bytes; left > 0; ) {
+    const n = Math.max(1, Math.min(pace.sliceBytes(), left));
+    await pace.take(n);
+    left -= n;
+  }
 }
 
 /** Options of Store.write. */

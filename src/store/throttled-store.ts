@@ -1,4 +1,5 @@
-import type { ByteRange, ObjectInfo, Store, WriteOptions, WritePacer } from './store.js';
+import { stat } from 'node:fs/promises';
+import { payFor, type ByteRange, type FileSpool, type ObjectInfo, type Store, type WriteOptions, type WritePacer } from './store.js';
 import type { TokenBucket } from './token-bucket.js';
 
 /** Slice size when no limit is in force (pacing then only counts bytes). */
@@ -58,6 +59,31 @@ export function chainThrottle(
  * inner store, then calls `throttle.close`.
  */
 export function throttleStore(inner: Store, throttle: UploadThrottle): Store {
+  /** The throttle, then the caller's own pacer; counts what went through. */
+  const pacer = (outer: WritePacer | undefined) => {
+    const p = {
+      taken: 0,
+      sliceBytes: () => Math.min(throttle.sliceBytes(), outer?.sliceBytes() ?? Infinity),
+      async take(bytes: number) {
+        await throttle.take(bytes);
+        await outer?.take(bytes);
+        p.taken += bytes;
+      },
+    };
+    return p;
+  };
+  const spool: FileSpool | undefined = inner.spool && {
+    dir: inner.spool.dir,
+    // The file is on the store's disk already: its bytes are paid for, then it is published.
+    async adopt(name: string, file: string, opts?: WriteOptions): Promise<void> {
+      const size = (await stat(file)).size;
+      await throttle.beforeWrite?.(name, size);
+      await payFor(pacer(opts?.pace), size);
+      const { pace: _paid, ...rest } = opts ?? {};
+      void _paid;
+      await inner.spool!.adopt(name, file, rest);
+    },
+  };
   return {
     location: inner.location,
     list: (prefix: string): AsyncIterable<ObjectInfo> => inner.list(prefix),
@@ -65,24 +91,12 @@ export function throttleStore(inner: Store, throttle: UploadThrottle): Store {
     read: (name: string, range?: ByteRange) => inner.read(name, range),
     async write(name: string, data: Buffer, opts?: WriteOptions): Promise<void> {
       await throttle.beforeWrite?.(name, data.length);
-      let taken = 0;
-      const outer = opts?.pace;
-      const pace: WritePacer = {
-        sliceBytes: () => Math.min(throttle.sliceBytes(), outer?.sliceBytes() ?? Infinity),
-        async take(bytes) {
-          await throttle.take(bytes);
-          await outer?.take(bytes);
-          taken += bytes;
-        },
-      };
+      const pace = pacer(opts?.pace);
       await inner.write(name, data, { ...opts, pace });
       // The inner store did not pace (or not all of it): pay for the rest now.
-      for (let left = data.length - taken; left > 0; ) {
-        const n = Math.max(1, Math.min(pace.sliceBytes(), left));
-        await pace.take(n);
-        left -= n;
-      }
+      await payFor(pace, data.length - pace.taken);
     },
+    ...(spool ? { spool } : {}),
     delete: (name: string) => inner.delete(name),
     async close(): Promise<void> {
       try {
