@@ -5,8 +5,9 @@
  * compresses and encrypts them. Messages are batched both ways, so a small file costs a
  * share of one message, not a round trip per file and per chunk:
  *
- *   main → worker: {t:'files', files: [job, path][]}   read these, in order
- *                  {t:'need', a: number[]}               triples job, seq, need (1/0)
+ *   main → worker: {t:'files', ids, lens, paths}          read these, in order (job ids; paths back to back)
+ *                  {t:'need', a: Float64Array}           triples job, seq, need (1/0)
+ *                  {t:'hash', id, path}                  SHA-256 of a file (a data pack) → {t:'hashed', id, hex} or {t:'hashed', id, error}
  *                  {t:'recycle', data}                   an 'out' message's buffer, done with (transferred back)
  *                  {t:'cancel', job}
  *                  {t:'list', id, path}                  list a directory (readdir + lstat of each entry)
@@ -22,6 +23,7 @@
  * (backpressure: the main thread stops answering while its gate is closed or its packs
  * are uploading, and this thread then stops reading).
  */
+import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
@@ -113,18 +115,36 @@ function postError(job: number, err: unknown): void {
 
 // ---------------------------------------------------------------- messages
 
-port.on('message', (m: { t: string; job?: number; id?: number; path?: Uint8Array; files?: [number, Uint8Array][]; a?: number[]; data?: ArrayBuffer }) => {
+interface InMessage {
+  t: string;
+  job?: number;
+  id?: number;
+  path?: Uint8Array | string;
+  ids?: Float64Array;
+  lens?: Uint32Array;
+  paths?: Uint8Array;
+  a?: Float64Array;
+  data?: ArrayBuffer;
+}
+
+port.on('message', (m: InMessage) => {
   if (m.t === 'files') {
-    for (const [job, path] of m.files!) {
+    const all = Buffer.from(m.paths!.buffer, m.paths!.byteOffset, m.paths!.byteLength);
+    let pos = 0;
+    for (let i = 0; i < m.ids!.length; i++) {
+      const job = m.ids![i]!;
       jobs.set(job, { cancelled: false, reading: true, pending: new Map() });
-      queue.push({ job, path: Buffer.from(path.buffer, path.byteOffset, path.byteLength) });
+      queue.push({ job, path: all.subarray(pos, (pos += m.lens![i]!)) });
     }
+  } else if (m.t === 'hash') {
+    hashFile(m.id!, m.path as string);
+    return;
   } else if (m.t === 'need') {
     const a = m.a!;
     for (let i = 0; i < a.length; i += 3) answer(a[i]!, a[i + 1]!, a[i + 2] === 1);
     flush();
   } else if (m.t === 'list') {
-    listDir(m.id!, m.path!);
+    listDir(m.id!, m.path as Uint8Array);
     return;
   } else if (m.t === 'recycle') {
     if (m.data && free.length < MAX_FREE && m.data.byteLength === OUT_BYTES) free.push(m.data);
@@ -308,6 +328,31 @@ function finishFile(c: Current, ok: boolean): void {
       : null,
   ]);
   if (c.st.pending.size === 0) jobs.delete(c.job);
+}
+
+// ---------------------------------------------------------------- pack names
+
+let hashBuf: Buffer | null = null;
+
+/** Answers a 'hash' request: the SHA-256 of the file's bytes (read in 1 MiB pieces). */
+function hashFile(id: number, path: string): void {
+  let fd = -1;
+  try {
+    fd = openSync(path, 'r');
+    const h = createHash('sha256');
+    hashBuf ??= Buffer.allocUnsafe(READ_SIZE);
+    for (let pos = 0; ; ) {
+      const n = readSync(fd, hashBuf, 0, READ_SIZE, pos);
+      if (n === 0) break;
+      h.update(hashBuf.subarray(0, n));
+      pos += n;
+    }
+    port.postMessage({ t: 'hashed', id, hex: h.digest('hex') });
+  } catch (err) {
+    port.postMessage({ t: 'hashed', id, error: err instanceof Error ? err.message : String(err) });
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
 }
 
 // ---------------------------------------------------------------- directory listings

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { SPOOL_PREFIX } from '../store/store.js';
@@ -10,14 +10,14 @@ import type { BlobType } from './types.js';
  * while they upload): blobs are written at their offsets as they arrive, so a backup's
  * memory does not grow with the pack size. The file lives in a store's spool directory
  * (then published without a copy: Store.spool) or in the temp directory (then read back
- * for the upload). Its name is the SHA-256 of its bytes, computed as blobs are added.
+ * for the upload). Its name, the SHA-256 of its bytes, is the caller's to compute from
+ * the finished file (in a worker thread: hashing 16 MiB is no job for the main thread).
  */
 export class PackFile {
   readonly type: BlobType;
   readonly path: string;
   private readonly handle: Promise<fsp.FileHandle>;
   private readonly entries: PackEntry[] = [];
-  private readonly hash = createHash('sha256');
   private readonly writes: Promise<void>[] = [];
   private bytes = 0;
 
@@ -63,12 +63,11 @@ export class PackFile {
     return buf;
   }
 
-  /** Waits for every blob, appends the trailer; returns the pack's name, size and entries. The file stays open (see close). */
-  async finish(encKey: Buffer): Promise<{ name: string; size: number; entries: PackEntry[] }> {
+  /** Waits for every blob, appends the trailer; returns the pack's size and entries. The file stays open (see close). */
+  async finish(encKey: Buffer): Promise<{ size: number; entries: PackEntry[] }> {
     await Promise.all(this.writes);
-    const trailer = packTrailer(encKey, this.entries);
-    await this.writeAt(trailer, this.bytes);
-    return { name: this.hash.digest('hex'), size: this.bytes, entries: this.entries };
+    await this.writeAt(packTrailer(encKey, this.entries), this.bytes);
+    return { size: this.bytes, entries: this.entries };
   }
 
   /** The whole file (to upload it through Store.write). */
@@ -86,9 +85,7 @@ export class PackFile {
     await fsp.unlink(this.path).catch(() => {});
   }
 
-  /** Hashes `bytes` (they must arrive in file order) and writes them at `offset`. */
   private async writeAt(bytes: Uint8Array, offset: number): Promise<void> {
-    this.hash.update(bytes);
     this.bytes = Math.max(this.bytes, offset + bytes.length);
     const fh = await this.handle;
     let done = 0;

@@ -801,7 +801,8 @@ export class Repository {
     this.dataPack = null;
     this.upload(async () => {
       try {
-        const { name, size, entries } = await pack.finish(this.keys.encKey);
+        const { size, entries } = await pack.finish(this.keys.encKey);
+        const name = await this.workerPool().hashFile(pack.path);
         const object = packObjectName(name);
         await ignoreExisting(this.store.spool ? this.store.spool.adopt(object, pack.path) : pack.readAll().then((data) => this.store.write(object, data)));
         return { name, size, entries };

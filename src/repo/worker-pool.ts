@@ -82,6 +82,7 @@ export class WorkerPool {
   private dispatchScheduled = false;
   private readonly bySignal = new WeakMap<AbortSignal, Set<Job>>();
   private readonly lists = new Map<number, { resolve: (r: RawDirEntry[]) => void; reject: (e: unknown) => void; path: Buffer; worker: PoolWorker }>();
+  private readonly hashes = new Map<number, { resolve: (hex: string) => void; reject: (e: unknown) => void; worker: PoolWorker }>();
   private nextList = 1;
 
   constructor(opts: WorkerPoolOptions) {
@@ -136,8 +137,9 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const req of this.lists.values()) req.reject(new RepoError('repository closed', 'NJ_REPO_CLOSED'));
+    for (const req of [...this.lists.values(), ...this.hashes.values()]) req.reject(new RepoError('repository closed', 'NJ_REPO_CLOSED'));
     this.lists.clear();
+    this.hashes.clear();
     for (const job of [...this.jobs.values()]) this.fail(job, new RepoError('repository closed', 'NJ_REPO_CLOSED'));
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
     this.workers.length = 0;
@@ -155,7 +157,7 @@ export class WorkerPool {
 
   private dispatch(): void {
     while (this.workers.length < this.opts.workers && this.queueHead < this.queue.length) this.spawn();
-    const batches = new Map<PoolWorker, [number, Uint8Array][]>();
+    const batches = new Map<PoolWorker, Job[]>();
     while (this.queueHead < this.queue.length) {
       const job = this.queue[this.queueHead]!;
       if (job.finished) {
@@ -173,15 +175,15 @@ export class WorkerPool {
       w.bytes += job.size;
       let b = batches.get(w);
       if (!b) batches.set(w, (b = []));
-      b.push([job.id, new Uint8Array(job.path)]);
+      b.push(job);
     }
     if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue.splice(0, this.queueHead);
       this.queueHead = 0;
     }
-    for (const [w, files] of batches) {
+    for (const [w, jobs] of batches) {
       w.worker.ref();
-      w.worker.postMessage({ t: 'files', files });
+      postFiles(w.worker, jobs);
     }
   }
 
@@ -198,15 +200,17 @@ export class WorkerPool {
       resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
     });
     const pw: PoolWorker = { worker, jobs: new Set(), bytes: 0, answers: [], answerScheduled: false, lists: 0 };
-    worker.on('message', (m: OutMessage) => this.onMessage(pw, m));
+    worker.on('message', (m: OutMessage | ListedMessage | HashedMessage) => this.onMessage(pw, m));
     const die = (err: unknown) => {
       const i = this.workers.indexOf(pw);
       if (i >= 0) this.workers.splice(i, 1);
       for (const job of [...pw.jobs]) this.fail(job, new RepoError(`chunk worker failed: ${String(err)}`, 'NJ_REPO_WORKER', { cause: err }));
-      for (const [id, req] of this.lists) {
-        if (req.worker !== pw) continue;
-        this.lists.delete(id);
-        req.reject(new RepoError(`chunk worker failed: ${String(err)}`, 'NJ_REPO_WORKER', { cause: err }));
+      for (const requests of [this.lists, this.hashes]) {
+        for (const [id, req] of requests) {
+          if (req.worker !== pw) continue;
+          requests.delete(id);
+          req.reject(new RepoError(`chunk worker failed: ${String(err)}`, 'NJ_REPO_WORKER', { cause: err }));
+        }
       }
       if (!this.closed) this.scheduleDispatch();
     };
@@ -226,9 +230,9 @@ export class WorkerPool {
     // Answers resolved in one turn go out in one message.
     setImmediate(() => {
       pw.answerScheduled = false;
-      const a = pw.answers;
+      const a = Float64Array.from(pw.answers);
       pw.answers = [];
-      if (a.length > 0 && this.workers.includes(pw)) pw.worker.postMessage({ t: 'need', a });
+      if (a.length > 0 && this.workers.includes(pw)) pw.worker.postMessage({ t: 'need', a }, [a.buffer]);
     });
   }
 
@@ -251,12 +255,44 @@ export class WorkerPool {
     });
   }
 
+  /**
+   * SHA-256 (hex) of a file's bytes, computed in a worker thread (a data pack's name: 16
+   * MiB of hashing per pack, kept off the main thread).
+   */
+  hashFile(path: string): Promise<string> {
+    if (this.closed) return Promise.reject(new RepoError('worker pool is closed', 'NJ_REPO_CLOSED'));
+    if (this.workers.length === 0) this.spawn();
+    let w = this.workers[0]!;
+    for (const x of this.workers) if (x.bytes < w.bytes) w = x;
+    const id = this.nextList++;
+    return new Promise<string>((resolve, reject) => {
+      this.hashes.set(id, { resolve, reject, worker: w });
+      w.lists++;
+      w.worker.ref();
+      w.worker.postMessage({ t: 'hash', id, path });
+    });
+  }
+
+  private onHashed(m: HashedMessage): void {
+    const req = this.hashes.get(m.id);
+    if (!req) return;
+    this.hashes.delete(m.id);
+    this.idle(req.worker, -1);
+    if (m.error) req.reject(new RepoError(`hashing a pack file failed: ${m.error}`, 'NJ_REPO_IO'));
+    else req.resolve(m.hex!);
+  }
+
+  /** Counts a finished request of `w` (adjust its list count) and lets the process exit when the thread has nothing to do. */
+  private idle(w: PoolWorker, delta: number): void {
+    w.lists += delta;
+    if (w.jobs.size === 0 && w.lists === 0) w.worker.unref();
+  }
+
   private onListed(m: ListedMessage): void {
     const req = this.lists.get(m.id);
     if (!req) return;
     this.lists.delete(m.id);
-    req.worker.lists--;
-    if (req.worker.jobs.size === 0 && req.worker.lists === 0) req.worker.worker.unref();
+    this.idle(req.worker, -1);
     if (m.error) {
       const err: NodeJS.ErrnoException = new Error(m.error.message);
       if (m.error.code) err.code = m.error.code;
@@ -283,8 +319,9 @@ export class WorkerPool {
     req.resolve(out);
   }
 
-  private onMessage(pw: PoolWorker, m: OutMessage | ListedMessage): void {
+  private onMessage(pw: PoolWorker, m: OutMessage | ListedMessage | HashedMessage): void {
     if (m.t === 'listed') return this.onListed(m);
+    if (m.t === 'hashed') return this.onHashed(m);
     const data = m.data ? Buffer.from(m.data) : null;
     // The buffer goes back to the thread once every blob in it was taken (copied into a pack).
     let blobs = 1;
@@ -391,6 +428,30 @@ interface OutMessage {
   t: 'out';
   items: OutItem[];
   data: ArrayBuffer | null;
+}
+
+interface HashedMessage {
+  t: 'hashed';
+  id: number;
+  hex?: string;
+  error?: string;
+}
+
+/** Posts files to read: job ids, and their paths back to back (one message, no clone per path). */
+function postFiles(worker: Worker, jobs: readonly Job[]): void {
+  const ids = new Float64Array(jobs.length);
+  const lens = new Uint32Array(jobs.length);
+  let total = 0;
+  for (const j of jobs) total += j.path.length;
+  const paths = new Uint8Array(total);
+  let pos = 0;
+  jobs.forEach((j, i) => {
+    ids[i] = j.id;
+    lens[i] = j.path.length;
+    paths.set(j.path, pos);
+    pos += j.path.length;
+  });
+  worker.postMessage({ t: 'files', ids, lens, paths }, [ids.buffer, lens.buffer, paths.buffer]);
 }
 
 interface ListedMessage {
