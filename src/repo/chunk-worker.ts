@@ -19,8 +19,8 @@
  *     ['e', job, code, message, errno, syscall]   the file failed (nothing more follows for it)
  *
  * `after` is the lstat of the path once the file is closed (FileStatAfter), or null when
- * the path is gone. Chunks awaiting an answer are bounded by PENDING_BYTES per thread
- * (backpressure: the main thread stops answering while its gate is closed or its packs
+ * the path is gone. Chunks awaiting an answer wait in a ByteRing of PENDING_BYTES (plus
+ * room for one largest chunk) per thread (backpressure: the main thread stops answering while its gate is closed or its packs
  * are uploading, and this thread then stops reading).
  */
 import { createHash } from 'node:crypto';
@@ -28,6 +28,7 @@ import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync } from './compress.js';
+import { ByteRing, type RingBlock } from './byte-ring.js';
 import { blobId, SEAL_OVERHEAD, sealInto } from './crypto.js';
 
 interface Init {
@@ -47,8 +48,10 @@ const READ_SIZE = 1024 * 1024;
 /** Work done between two looks at the message queue (answers free memory, cancels stop work). */
 const SLICE_BYTES = 2 * 1024 * 1024;
 const SLICE_FILES = 64;
-/** Size of an outbox buffer (a larger blob gets one of its own); it is posted once full. */
+/** Size of an outbox buffer; it is posted once full… */
 const OUT_BYTES = 1024 * 1024;
+/** …and of one for a larger blob (a sealed chunk of the largest size). Both kinds are reused. */
+const BIG_OUT_BYTES = chunker.params.maxSize + SEAL_OVERHEAD;
 /** Outbox buffers the main thread sent back, kept for reuse (no garbage per message). */
 const MAX_FREE = 3;
 const port = parentPort!;
@@ -57,7 +60,8 @@ interface JobState {
   cancelled: boolean;
   /** Queued or being read (false once its 'd' or 'e' is out). */
   reading: boolean;
-  pending: Map<number, Buffer>;
+  /** Chunks awaiting their answer, by seq. */
+  pending: Map<number, RingBlock>;
 }
 
 interface Current {
@@ -71,12 +75,16 @@ interface Current {
   eof: boolean;
   seq: number;
   bytesRead: number;
+  /** Length of the next chunk, when it is cut but found no room in the ring yet. */
+  cut: number;
 }
 
 const jobs = new Map<number, JobState>();
 const queue: { job: number; path: Buffer }[] = [];
 let current: Current | null = null;
-let pendingBytes = 0;
+const ring = new ByteRing(PENDING_BYTES + chunker.params.maxSize);
+/** The ring had no room for the next chunk: reading waits for answers. */
+let ringFull = false;
 let buf: Buffer | null = null;
 let scheduled = false;
 
@@ -103,7 +111,7 @@ function room(n: number): Uint8Array {
   if (out && outBytes + n > out.length) flush();
   if (!out) {
     const i = free.findIndex((b) => b.byteLength >= n);
-    out = new Uint8Array(i >= 0 ? free.splice(i, 1)[0]! : new ArrayBuffer(Math.max(OUT_BYTES, n)));
+    out = new Uint8Array(i >= 0 ? free.splice(i, 1)[0]! : new ArrayBuffer(n <= OUT_BYTES ? OUT_BYTES : Math.max(BIG_OUT_BYTES, n)));
   }
   return out;
 }
@@ -147,14 +155,13 @@ port.on('message', (m: InMessage) => {
     listDir(m.id!, m.path as Uint8Array);
     return;
   } else if (m.t === 'recycle') {
-    if (m.data && free.length < MAX_FREE && m.data.byteLength === OUT_BYTES) free.push(m.data);
+    if (m.data && free.length < MAX_FREE && (m.data.byteLength === OUT_BYTES || m.data.byteLength === BIG_OUT_BYTES)) free.push(m.data);
     return;
   } else if (m.t === 'cancel') {
     const st = jobs.get(m.job!);
     if (st) {
       st.cancelled = true;
-      for (const c of st.pending.values()) pendingBytes -= c.length;
-      st.pending.clear();
+      dropPending(st);
       jobs.delete(m.job!);
     }
   }
@@ -164,10 +171,10 @@ port.on('message', (m: InMessage) => {
 function answer(job: number, seq: number, need: boolean): void {
   const st = jobs.get(job);
   if (!st) return;
-  const chunk = st.pending.get(seq);
-  if (!chunk) return;
+  const block = st.pending.get(seq);
+  if (!block) return;
   st.pending.delete(seq);
-  pendingBytes -= chunk.length;
+  const chunk = block.bytes;
   if (need && !st.cancelled) {
     try {
       const z = maybeCompressSync(chunk);
@@ -180,14 +187,28 @@ function answer(job: number, seq: number, need: boolean): void {
       fail(job, st, err);
     }
   }
+  release(block);
   if (st.pending.size === 0 && !st.reading) jobs.delete(job);
+}
+
+/** Gives a chunk's ring space back; reading goes on if it waited for room. */
+function release(block: RingBlock): void {
+  ring.free(block);
+  if (ringFull) {
+    ringFull = false;
+    schedule();
+  }
+}
+
+function dropPending(st: JobState): void {
+  for (const b of st.pending.values()) release(b);
+  st.pending.clear();
 }
 
 function fail(job: number, st: JobState, err: unknown): void {
   if (st.cancelled) return;
   st.cancelled = true;
-  for (const c of st.pending.values()) pendingBytes -= c.length;
-  st.pending.clear();
+  dropPending(st);
   postError(job, err);
 }
 
@@ -204,7 +225,7 @@ function pump(): void {
   scheduled = false;
   let bytes = 0;
   let files = 0;
-  while (pendingBytes < PENDING_BYTES && bytes < SLICE_BYTES && files < SLICE_FILES) {
+  while (!ringFull && ring.used < PENDING_BYTES && bytes < SLICE_BYTES && files < SLICE_FILES) {
     if (!current) {
       const next = queue.shift();
       if (!next) break;
@@ -217,7 +238,7 @@ function pump(): void {
     bytes += step(current);
   }
   flush();
-  if (pendingBytes < PENDING_BYTES && (current || queue.length > 0)) schedule();
+  if (!ringFull && ring.used < PENDING_BYTES && (current || queue.length > 0)) schedule();
 }
 
 function openFile(job: number, st: JobState, path: Buffer): Current | null {
@@ -230,7 +251,7 @@ function openFile(job: number, st: JobState, path: Buffer): Current | null {
       err.code = 'EISDIR';
       throw err;
     }
-    return { job, st, path, fd, before, start: 0, end: 0, eof: false, seq: 0, bytesRead: 0 };
+    return { job, st, path, fd, before, start: 0, end: 0, eof: false, seq: 0, bytesRead: 0, cut: 0 };
   } catch (err) {
     if (fd >= 0) closeSync(fd);
     fail(job, st, err);
@@ -269,13 +290,19 @@ function step(c: Current): number {
       finishFile(c, true);
       return read;
     }
-    const n = chunker.cut(buf, c.start, c.end);
-    const chunk = Buffer.allocUnsafe(n);
-    buf.copy(chunk, 0, c.start, c.start + n);
+    const n = c.cut || chunker.cut(buf, c.start, c.end);
+    const block = ring.alloc(n);
+    if (!block) {
+      // Wait for answers to free ring space; the cut stays valid (the bytes stay in buf).
+      c.cut = n;
+      ringFull = true;
+      return read;
+    }
+    c.cut = 0;
+    buf.copy(block.bytes, 0, c.start, c.start + n);
     c.start += n;
-    c.st.pending.set(c.seq, chunk);
-    pendingBytes += n;
-    items.push(['c', c.job, c.seq, blobId(idKey, chunk), n]);
+    c.st.pending.set(c.seq, block);
+    items.push(['c', c.job, c.seq, blobId(idKey, block.bytes), n]);
     c.seq++;
     if (c.eof && c.end === c.start) finishFile(c, true);
     return read;

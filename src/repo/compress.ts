@@ -24,9 +24,14 @@ export function maybeCompressSync(data: Uint8Array): Buffer | null {
   if (data.length > 4 * SAMPLE) {
     const mid = (data.length >> 1) - (SAMPLE >> 1);
     const sample = data.subarray(mid, mid + SAMPLE);
-    if (!pays(zlib.brotliCompressSync(sample, PARAMS).length, SAMPLE)) return null;
+    if (!pays(zlib.brotliCompressSync(sample, { ...PARAMS, chunkSize: SAMPLE }).length, SAMPLE)) return null;
   }
-  const out = zlib.brotliCompressSync(data, { params: { ...PARAMS.params, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length } });
+  // chunkSize: the output goes into one buffer of the input's size, not 16 KiB pieces joined
+  // afterwards (fewer allocations: less work, and less fragmentation of a worker's heap).
+  const out = zlib.brotliCompressSync(data, {
+    chunkSize: Math.max(zlib.constants.Z_MIN_CHUNK, data.length),
+    params: { ...PARAMS.params, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: data.length },
+  });
   return pays(out.length, data.length) ? out : null;
 }
 

@@ -84,6 +84,8 @@ export interface RepoOptions {
   pid?: number;
   /** Where data packs are built when the store has no spool directory (default: the temp directory). */
   spoolDir?: string;
+  /** The chunker seed of a new repository (init only; default random). Tests fix it for reproducible chunk boundaries. */
+  chunkerSeed?: Buffer;
 }
 
 /** Decrypted `config` object. */
@@ -159,6 +161,7 @@ export class Repository {
   static async init(store: Store, passphrase: string, opts: RepoOptions): Promise<Repository> {
     if (await store.stat('config')) throw new RepoExistsError(store.location);
     const keys = generateMasterKeys();
+    if (opts.chunkerSeed) keys.chunkerSeed = Buffer.from(opts.chunkerSeed);
     const kdf = opts.kdf ?? DEFAULT_KDF;
     const salt = randomBytes(32);
     const derived = await deriveKey(passphrase, salt, kdf);

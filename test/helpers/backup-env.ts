@@ -15,9 +15,14 @@ export interface BackupEnv {
 
 export const TEST_KDF = { N: 2 ** 10, r: 8, p: 1 };
 
-export async function openBackupEnv(dir: string, opts: { repoDir?: string; workers?: number } = {}): Promise<BackupEnv> {
+export async function openBackupEnv(dir: string, opts: { repoDir?: string; workers?: number; chunkerSeed?: Buffer } = {}): Promise<BackupEnv> {
   const store = new LocalStore(opts.repoDir ?? join(dir, 'repo'));
-  const { repo } = await Repository.openOrInit(store, 'test passphrase', { clock: systemClock, kdf: TEST_KDF, workers: opts.workers ?? 2 });
+  const { repo } = await Repository.openOrInit(store, 'test passphrase', {
+    clock: systemClock,
+    kdf: TEST_KDF,
+    workers: opts.workers ?? 2,
+    ...(opts.chunkerSeed ? { chunkerSeed: opts.chunkerSeed } : {}),
+  });
   const db = await openBackupDb(join(dir, 'backupdb.sqlite'), { clock: systemClock });
   return {
     repo,
