@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ByteRing, type RingBlock } from '../src/repo/byte-ring.js';
+
+describe('ByteRing', () => {
+  it('hands out blocks in order and refuses when full', () => {
+    const r = new ByteRing(10);
+    const a = r.alloc(4)!;
+    const b = r.alloc(4)!;
+    assert.equal(a.start, 0);
+    assert.equal(b.start, 4);
+    assert.equal(r.alloc(3), null, 'only 2 bytes left at the end, none before the oldest block');
+    assert.equal(r.used, 8);
+    assert.ok(r.alloc(2));
+  });
+
+  it('reclaims space from the oldest end only, then wraps', () => {
+    const r = new ByteRing(10);
+    const a = r.alloc(4)!;
+    const b = r.alloc(4)!;
+    r.free(b);
+    assert.equal(r.alloc(4), null, 'a (the oldest) still holds the ring');
+    r.free(a);
+    assert.equal(r.used, 0);
+    const c = r.alloc(10)!;
+    assert.equal(c.start, 0, 'an empty ring starts over');
+  });
+
+  it('wraps to the start when the end has no room and keeps blocks apart', () => {
+    const r = new ByteRing(10);
+    const a = r.alloc(4)!;
+    const b = r.alloc(4)!;
+    r.free(a);
+    const c = r.alloc(4)!;
+    assert.equal(c.start, 0, 'wrapped into the space a gave back');
+    assert.equal(r.alloc(1), null, 'between c and b nothing is free');
+    b.bytes.fill(2);
+    c.bytes.fill(3);
+    assert.deepEqual([...b.bytes], [2, 2, 2, 2], 'c did not overwrite b');
+  });
+
+  it('never lets live blocks overlap under random use', () => {
+    const r = new ByteRing(1000);
+    const live: RingBlock[] = [];
+    let seed = 12345;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    for (let i = 0; i < 5000; i++) {
+      if (live.length > 0 && rand(3) === 0) {
+        r.free(live.splice(rand(live.length), 1)[0]!);
+        continue;
+      }
+      const b = r.alloc(1 + rand(200));
+      if (!b) continue;
+      for (const o of live) assert.ok(b.start + b.bytes.length <= o.start || o.start + o.bytes.length <= b.start, 'overlap');
+      live.push(b);
+    }
+    assert.equal(r.used, live.reduce((n, b) => n + b.bytes.length, 0));
+  });
+
+  it('rejects sizes it can never hold', () => {
+    assert.throws(() => new ByteRing(8).alloc(9), RangeError);
+    assert.throws(() => new ByteRing(8).alloc(0), RangeError);
+  });
+});
