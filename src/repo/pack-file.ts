@@ -5,13 +5,18 @@ import { SPOOL_PREFIX } from '../store/store.js';
 import { packTrailer, type PackEntry } from './pack.js';
 import type { BlobType } from './types.js';
 
+/** Blobs are gathered into writes of this size (one file write per many small blobs). */
+const STAGING_BYTES = 1024 * 1024;
+
 /**
  * A pack built in a file rather than in memory (data packs: 16 MiB each, a few at once
  * while they upload): blobs are written at their offsets as they arrive, so a backup's
- * memory does not grow with the pack size. The file lives in a store's spool directory
- * (then published without a copy: Store.spool) or in the temp directory (then read back
- * for the upload). Its name, the SHA-256 of its bytes, is the caller's to compute from
- * the finished file (in a worker thread: hashing 16 MiB is no job for the main thread).
+ * memory does not grow with the pack size. Small blobs are copied into a staging buffer
+ * written out once full, so the main thread pays one write per MiB, not one per blob. The
+ * file lives in a store's spool directory (then published without a copy: Store.spool)
+ * or in the temp directory (then read back for the upload). Its name, the SHA-256 of its
+ * bytes, is the caller's to compute from the finished file (in a worker thread: hashing
+ * 16 MiB is no job for the main thread).
  */
 export class PackFile {
   readonly type: BlobType;
@@ -19,13 +24,17 @@ export class PackFile {
   private readonly handle: Promise<fsp.FileHandle>;
   private readonly entries: PackEntry[] = [];
   private readonly writes: Promise<void>[] = [];
+  private staging: Buffer | null = null;
+  /** File offset of staging[0]. */
+  private stagingAt = 0;
+  private stagingBytes = 0;
   private bytes = 0;
 
   constructor(type: BlobType, dir: string) {
     this.type = type;
     this.path = join(dir, `${SPOOL_PREFIX}pack-${randomBytes(8).toString('hex')}`);
     this.handle = fsp.open(this.path, 'wx+', 0o600);
-    this.handle.catch(() => {}); // reported by the first add's promise
+    this.handle.catch(() => {}); // reported by the writes
   }
 
   get size(): number {
@@ -38,20 +47,31 @@ export class PackFile {
 
   /**
    * Appends a sealed blob (its offset is fixed now, in call order). `written` resolves
-   * once the bytes are in the file: `sealed` must stay unchanged until then.
+   * once `sealed` may be reused: at once for a blob copied into the staging buffer, after
+   * its write for a large one.
    */
   add(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): { entry: PackEntry; written: Promise<void> } {
     const entry: PackEntry = { id, type: this.type, offset: this.bytes, length: sealed.length, rawLength, compressed };
     this.entries.push(entry);
-    const written = this.writeAt(sealed, entry.offset);
-    this.writes.push(written);
-    written.catch(() => {}); // finish reports it
-    return { entry, written };
+    this.bytes += sealed.length;
+    if (sealed.length > STAGING_BYTES / 2) {
+      this.writeStaging();
+      return { entry, written: this.write(sealed, entry.offset) };
+    }
+    if (this.staging && this.stagingBytes + sealed.length > this.staging.length) this.writeStaging();
+    if (!this.staging) {
+      this.staging = Buffer.allocUnsafe(STAGING_BYTES);
+      this.stagingAt = entry.offset;
+    }
+    this.staging.set(sealed, this.stagingBytes);
+    this.stagingBytes += sealed.length;
+    return { entry, written: Promise.resolve() };
   }
 
-  /** A blob's sealed bytes, read back from the file (a blob saved and not uploaded yet). */
-  async read(entry: PackEntry, written: Promise<void>): Promise<Buffer> {
-    await written;
+  /** A blob's sealed bytes, read back (a blob saved and not uploaded yet). */
+  async read(entry: PackEntry): Promise<Buffer> {
+    this.writeStaging();
+    await Promise.all(this.writes);
     const fh = await this.handle;
     const buf = Buffer.allocUnsafe(entry.length);
     let done = 0;
@@ -63,10 +83,13 @@ export class PackFile {
     return buf;
   }
 
-  /** Waits for every blob, appends the trailer; returns the pack's size and entries. The file stays open (see close). */
+  /** Writes what is left, then the trailer; returns the pack's size and entries. The file stays open (see close). */
   async finish(encKey: Buffer): Promise<{ size: number; entries: PackEntry[] }> {
+    this.writeStaging();
+    const trailer = packTrailer(encKey, this.entries);
+    this.write(trailer, this.bytes);
+    this.bytes += trailer.length;
     await Promise.all(this.writes);
-    await this.writeAt(packTrailer(encKey, this.entries), this.bytes);
     return { size: this.bytes, entries: this.entries };
   }
 
@@ -85,13 +108,24 @@ export class PackFile {
     await fsp.unlink(this.path).catch(() => {});
   }
 
-  private async writeAt(bytes: Uint8Array, offset: number): Promise<void> {
-    this.bytes = Math.max(this.bytes, offset + bytes.length);
-    const fh = await this.handle;
-    let done = 0;
-    while (done < bytes.length) {
-      const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, offset + done);
-      done += bytesWritten;
-    }
+  /** Starts writing the staging buffer out (a new one is taken for the next blobs). */
+  private writeStaging(): void {
+    if (!this.staging || this.stagingBytes === 0) return;
+    this.write(this.staging.subarray(0, this.stagingBytes), this.stagingAt);
+    this.staging = null;
+    this.stagingBytes = 0;
+  }
+
+  private write(bytes: Uint8Array, offset: number): Promise<void> {
+    const w = (async () => {
+      const fh = await this.handle;
+      for (let done = 0; done < bytes.length; ) {
+        const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, offset + done);
+        done += bytesWritten;
+      }
+    })();
+    w.catch(() => {}); // finish reports it
+    this.writes.push(w);
+    return w;
   }
 }

@@ -778,7 +778,7 @@ export class Repository {
     this.ensureUsable();
     const pack = (this.dataPack ??= new PackFile('data', this.store.spool?.dir ?? this.opts.spoolDir ?? tmpdir()));
     const { entry, written } = pack.add(id, sealed, rawLength, compressed);
-    this.stored(id, rawLength, compressed, () => pack.read(entry, written));
+    this.stored(id, rawLength, compressed, () => pack.read(entry));
     if (pack.size >= this.packSize) this.finishDataPack();
     await written;
   }
