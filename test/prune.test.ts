@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { prune, PruneRefusedError } from '../src/repo/prune.js';
 import { Repository, type RepoOptions } from '../src/repo/repository.js';
 import type { TreeEntry } from '../src/repo/types.js';
+import { LocalStore } from '../src/store/local-store.js';
 import { MemoryStore } from '../src/store/memory-store.js';
 import { StoreError } from '../src/store/store.js';
 import { FakeClock } from './helpers/fake-clock.js';
@@ -62,6 +63,30 @@ async function readFile(repo: Repository, snapId: string, name: string): Promise
 }
 
 describe('prune', () => {
+  it("removes pack files a killed backup left in a local repository, once they are a day old", async () => {
+    const root = path.join(dir, 'spool-repo');
+    const store = new LocalStore(root);
+    const repo = await Repository.init(store, PASS, opts()); // clock: 2026-11-01T00:00Z
+    await makeSnapshots(repo, 1);
+    const stale = path.join(root, '.nj-tmp-pack-0123456789abcdef');
+    const recent = path.join(root, '.nj-tmp-pack-fedcba9876543210');
+    await fsp.writeFile(stale, randomBytes(1000));
+    await fsp.writeFile(recent, randomBytes(1000));
+    await fsp.utimes(stale, new Date('2026-10-30T23:00:00Z'), new Date('2026-10-30T23:00:00Z'));
+    await fsp.utimes(recent, new Date('2026-10-31T12:00:00Z'), new Date('2026-10-31T12:00:00Z'));
+    await repo.close();
+    const reopened = await Repository.open(store, PASS, opts());
+    const report = await prune(reopened, {});
+    await reopened.close();
+    assert.equal(report.spoolFilesRemoved, 1);
+    await assert.rejects(fsp.stat(stale), { code: 'ENOENT' });
+    await fsp.stat(recent); // under a day old: it may belong to a live backup
+    const again = await Repository.open(store, PASS, opts());
+    const dry = await prune(again, { dryRun: true });
+    await again.close();
+    assert.equal(dry.spoolFilesRemoved, 0);
+  });
+
   it('after forgetting snapshots frees their packs; the rest restores and check --read-data passes', async () => {
     const store = new MemoryStore();
     const repo = await Repository.init(store, PASS, opts());

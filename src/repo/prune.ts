@@ -36,6 +36,8 @@ export interface PruneReport {
   readonly newPacks: readonly string[];
   /** Garbage bytes left in kept packs (below the repack threshold). */
   readonly garbageBytesKept: number;
+  /** Pack files left half-built by killed backups (a day old or more), removed. */
+  readonly spoolFilesRemoved: number;
 }
 
 /**
@@ -173,6 +175,7 @@ async function pruneLocked(repo: Repository, dryRun: boolean, repackAllowed: boo
     for (const p of gone) if (dataObjects.has(packObjectName(p))) await store.delete(packObjectName(p));
     for (const n of unreferenced) await store.delete(n);
   }
+  const spoolFilesRemoved = dryRun ? 0 : await repo.removeStaleSpoolFiles();
   return {
     dryRun,
     snapshots: snapshots.length,
@@ -184,6 +187,7 @@ async function pruneLocked(repo: Repository, dryRun: boolean, repackAllowed: boo
     repackedPacks: [...repack],
     newPacks: newPacks.map((p) => p.name),
     garbageBytesKept,
+    spoolFilesRemoved,
   };
 }
 

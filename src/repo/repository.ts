@@ -692,6 +692,14 @@ export class Repository {
     };
   }
 
+  /**
+   * Removes pack files a killed writer left in the store's spool directory (not touched
+   * for a day, so no live writer's). Prune calls it under its exclusive lock.
+   */
+  async removeStaleSpoolFiles(): Promise<number> {
+    return this.store.spool ? this.store.spool.cleanup(new Date(this.opts.clock.nowMs() - 24 * 3600_000)) : 0;
+  }
+
   /** Takes a repository lock (exclusive for prune; shared for backups). RepoLockedError on conflict. */
   lock(exclusive: boolean): Promise<RepoLock> {
     return acquireLock(

@@ -47,7 +47,11 @@ export class LocalStore implements Store {
   constructor(root: string) {
     this.root = path.resolve(root);
     this.location = `local:${this.root}`;
-    this.spool = { dir: this.root, adopt: (name, file, opts) => this.adopt(name, file, opts) };
+    this.spool = {
+      dir: this.root,
+      adopt: (name, file, opts) => this.adopt(name, file, opts),
+      cleanup: (olderThan) => this.removeTempFiles(olderThan),
+    };
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {

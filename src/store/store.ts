@@ -70,6 +70,8 @@ export interface FileSpool {
    * removes it). `opts.pace` paces the accounting as for write.
    */
   adopt(name: string, file: string, opts?: WriteOptions): Promise<void>;
+  /** Removes prepared files last modified before `olderThan` (left by a killed writer); returns how many. */
+  cleanup(olderThan: Date): Promise<number>;
 }
 
 /** Name prefix of files prepared in a FileSpool's directory (a leading '.' keeps them out of listings). */

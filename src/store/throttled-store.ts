@@ -83,6 +83,7 @@ export function throttleStore(inner: Store, throttle: UploadThrottle): Store {
       void _paid;
       await inner.spool!.adopt(name, file, rest);
     },
+    cleanup: (olderThan: Date) => inner.spool!.cleanup(olderThan),
   };
   return {
     location: inner.location,
