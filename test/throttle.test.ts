@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -76,6 +76,31 @@ test('a store that ignores pacing is paced after the fact', async () => {
   assert.equal(counted, 200 * KiB);
   assert.ok(clock.nowMs() >= 1950, `paid 2 s for 200 KiB: ${clock.nowMs()}`);
   assert.deepEqual(await store.read('data/a'), Buffer.alloc(200 * KiB));
+});
+
+test('a pack file adopted by a local store is paid for like a write of its size, then published', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'nj-throttle-'));
+  try {
+    const clock = new FakeClock(0);
+    const bucket = new TokenBucket(clock, 100 * KiB);
+    let counted = 0;
+    const checked: [string, number][] = [];
+    const throttle = { ...chainThrottle(() => [bucket], { onSent: (n) => (counted += n) }), beforeWrite: async (name: string, size: number) => void checked.push([name, size]) };
+    const store = throttleStore(new LocalStore(dir), throttle);
+    assert.ok(store.spool, 'a local store offers its spool through the throttle');
+    const file = join(store.spool.dir, '.nj-tmp-pack-test');
+    await writeFile(file, Buffer.alloc(300 * KiB, 5));
+    await drive(clock, store.spool.adopt('data/ab/abcd', file));
+    assert.deepEqual(checked, [['data/ab/abcd', 300 * KiB]], 'the budget was asked first');
+    assert.equal(counted, 300 * KiB);
+    assert.ok(clock.nowMs() >= 1950, `paid ~3 s (first 100 KiB burst) for 300 KiB: ${clock.nowMs()}`);
+    assert.deepEqual(await store.read('data/ab/abcd'), Buffer.alloc(300 * KiB, 5));
+    await assert.rejects(stat(file), { code: 'ENOENT' }, 'the prepared file is gone');
+    assert.ok(!(new MemoryStore() as Store).spool, 'stores without files have no spool');
+    assert.ok(!throttleStore(new MemoryStore(), throttle).spool);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('integration: uploading to a local: target at 1 MiB/s for ~3 s achieves the limit (±25%)', async () => {
