@@ -304,9 +304,16 @@ class Restorer {
   }
 
   private async restoreFile(e: TreeEntry, path: Buffer): Promise<void> {
-    await this.clear(path);
-    // 'wx': O_CREAT|O_EXCL never follows a symlink planted in the way.
-    const fh = await open(path, 'wx', 0o600);
+    // 'wx': O_CREAT|O_EXCL never follows a symlink planted in the way; what is in the way
+    // is removed and the create tried once more (a fresh destination costs no lstat).
+    let fh;
+    try {
+      fh = await open(path, 'wx', 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      await this.clear(path);
+      fh = await open(path, 'wx', 0o600);
+    }
     try {
       let pos = 0;
       let end = 0;

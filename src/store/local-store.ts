@@ -18,6 +18,20 @@ import {
 } from './store.js';
 
 
+/** Objects kept open for range reads (a restore reads several packs at once). */
+const MAX_READERS = 16;
+
+/** An open object for range reads; closed once dropped and no read uses it. */
+interface CachedReader {
+  readonly open: Promise<{ fh: fsp.FileHandle; size: number }>;
+  users: number;
+  dropped: boolean;
+}
+
+function closeReader(r: CachedReader): void {
+  r.open.then((x) => x.fh.close()).catch(() => {});
+}
+
 /** errno codes after which retrying the same call cannot help. */
 const PERMANENT_ERRNO = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'ELOOP']);
 /** errno codes of `link` on filesystems without hard links (FAT, exFAT, some FUSE/SMB mounts). */
@@ -41,6 +55,8 @@ export class LocalStore implements Store {
   private readonly knownDirs = new Set<string>();
   private readonly localWrites = new Set<string>();
   private noHardLinks = false;
+  /** Open handles for range reads (readRange), least recently used first. */
+  private readonly readers = new Map<string, CachedReader>();
   /** Files prepared in the store's root are published by a link (or rename), not copied. */
   readonly spool: FileSpool;
 
@@ -103,6 +119,7 @@ export class LocalStore implements Store {
 
   async read(name: string, range?: ByteRange): Promise<Buffer> {
     validateObjectName(name);
+    if (range) return this.readRange(name, range);
     let fh: fsp.FileHandle;
     try {
       fh = await fsp.open(this.file(name), 'r');
@@ -187,8 +204,72 @@ export class LocalStore implements Store {
     }
   }
 
+  /**
+   * A range read through a cached open handle: a restore reads many blobs from each pack,
+   * and one pread each beats open, fstat, read and close each. Objects never change once
+   * written, so a cached handle never reads stale bytes.
+   */
+  private async readRange(name: string, range: ByteRange): Promise<Buffer> {
+    let reader = this.readers.get(name);
+    if (reader) this.readers.delete(name); // most recently used last
+    else {
+      reader = { open: this.openReader(name), users: 0, dropped: false };
+      for (const [old] of this.readers) {
+        if (this.readers.size < MAX_READERS) break;
+        this.dropReader(old);
+      }
+    }
+    this.readers.set(name, reader);
+    reader.users++;
+    try {
+      const { fh, size } = await reader.open;
+      checkRange(this.location, name, range, size);
+      const buf = Buffer.allocUnsafe(range.length);
+      let done = 0;
+      while (done < range.length) {
+        const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
+        if (bytesRead === 0) throw new StoreError(`object ${name} in ${this.location} shrank while read`, { code: 'NJ_STORE_IO' });
+        done += bytesRead;
+      }
+      return buf;
+    } catch (err) {
+      if (this.readers.get(name) === reader) this.dropReader(name); // a failed open is not cached
+      if (err instanceof StoreError) throw err;
+      throw this.wrap(err, `read ${name}`);
+    } finally {
+      if (--reader.users === 0 && reader.dropped) closeReader(reader);
+    }
+  }
+
+  private async openReader(name: string): Promise<{ fh: fsp.FileHandle; size: number }> {
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(this.file(name), 'r');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') throw new NotFoundError(this.location, name);
+      throw this.wrap(err, `open ${name}`);
+    }
+    try {
+      return { fh, size: (await fh.stat()).size };
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw this.wrap(err, `stat ${name}`);
+    }
+  }
+
+  /** Forgets the cached handle of `name`; it closes once no read uses it (a deleted object's space is then freed). */
+  private dropReader(name: string): void {
+    const r = this.readers.get(name);
+    if (!r) return;
+    this.readers.delete(name);
+    r.dropped = true;
+    if (r.users === 0) closeReader(r);
+  }
+
   async delete(name: string): Promise<void> {
     validateObjectName(name);
+    this.dropReader(name);
     try {
       await fsp.unlink(this.file(name));
     } catch (err) {
@@ -198,7 +279,9 @@ export class LocalStore implements Store {
     }
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    for (const name of [...this.readers.keys()]) this.dropReader(name);
+  }
 
   /**
    * Deletes temp files left by interrupted writes whose mtime is before `olderThan`
