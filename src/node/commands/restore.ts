@@ -1,11 +1,6 @@
 import type { Command } from 'commander';
-import { ProgressBar } from '../../jobs/progress-bar.js';
-import { formatRestoreReport } from '../../jobs/report.js';
-import { restoreSnapshot, RestorePathError } from '../../jobs/restore.js';
-import { statsFromJson } from '../../jobs/run-stats.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, parseAsOf, parseSnapshotArg, withSnapshot } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -31,6 +26,14 @@ export function registerRestore(program: Command, env: CliEnv): void {
         second: string | undefined,
         opts: { nodeDirectory: string; asOf?: string; job?: string; json?: boolean },
       ) => {
+        const [{ loadNodeConfig, parseAsOf, parseSnapshotArg, withSnapshot }, { ProgressBar }, { formatRestoreReport }, { restoreSnapshot, RestorePathError }, { statsFromJson }] =
+          await Promise.all([
+            import('../open-target.js'),
+            import('../../jobs/progress-bar.js'),
+            import('../../jobs/report.js'),
+            import('../../jobs/restore.js'),
+            import('../../jobs/run-stats.js'),
+          ]);
         let ref: string;
         let path: string;
         let dest: string;
