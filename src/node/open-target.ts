@@ -186,8 +186,54 @@ export async function withTarget<T>(
   try {
     return await fn(opened);
   } finally {
-    await opened.repo.close().catch(() => {});
-    await opened.store.close().catch(() => {});
+    await closeOpened(opened);
+  }
+}
+
+async function closeOpened(opened: OpenedTarget): Promise<void> {
+  await opened.repo.close().catch(() => {});
+  await opened.store.close().catch(() => {});
+}
+
+/**
+ * Opens targets in order, the next one while the caller works on the current one, so
+ * the key derivations (~0.1 s each) and index loads overlap with the work; at most one
+ * is opened ahead.
+ */
+class OpenAhead {
+  private readonly openings: Promise<OpenedTarget>[] = [];
+  private taken = 0;
+
+  constructor(
+    private readonly targets: readonly TargetConfig[],
+    private readonly opts: { clock: Clock; workers?: number },
+  ) {}
+
+  /** targets[i] opened (i counts up from 0); opening targets[i + 1] starts meanwhile. */
+  take(i: number): Promise<OpenedTarget> {
+    this.taken = i + 1;
+    const p = this.start(i)!;
+    this.start(i + 1);
+    return p;
+  }
+
+  /** Closes what was opened ahead and not taken. */
+  async dropRest(): Promise<void> {
+    for (const p of this.openings.slice(this.taken)) {
+      const opened = await p.catch(() => null);
+      if (opened) await closeOpened(opened);
+    }
+  }
+
+  private start(i: number): Promise<OpenedTarget> | undefined {
+    const target = this.targets[i];
+    if (!target) return undefined;
+    if (!this.openings[i]) {
+      const p = openTarget(target, this.opts);
+      p.catch(() => {}); // taken (and its error handled) later, or dropped
+      this.openings[i] = p;
+    }
+    return this.openings[i];
   }
 }
 
@@ -203,14 +249,24 @@ export async function withEachTarget(
   fn: (target: TargetConfig, opened: OpenedTarget) => Promise<void>,
 ): Promise<number> {
   let skipped = 0;
-  for (const target of targets) {
-    try {
-      await withTarget(target, opts, (opened) => fn(target, opened));
-    } catch (err) {
-      if (!(err instanceof StoreError)) throw err;
-      skip(target, err);
-      skipped++;
+  const ahead = new OpenAhead(targets, opts);
+  try {
+    for (const [i, target] of targets.entries()) {
+      try {
+        const opened = await ahead.take(i);
+        try {
+          await fn(target, opened);
+        } finally {
+          await closeOpened(opened);
+        }
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        skip(target, err);
+        skipped++;
+      }
     }
+  } finally {
+    await ahead.dropRest();
   }
   return skipped;
 }
@@ -251,20 +307,19 @@ export async function withSnapshot<T>(
   const matches: Found[] = [];
   const openedAll: OpenedTarget[] = [];
   const unreachable: StoreError[] = [];
-  const closeAll = async (keep?: OpenedTarget) => {
-    for (const o of openedAll) {
-      if (o === keep) continue;
-      await o.repo.close().catch(() => {});
-      await o.store.close().catch(() => {});
-    }
+  const targets = targetsFor(config, opts.job);
+  const ahead = new OpenAhead(targets, { clock: opts.clock, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+  const closeAll = async () => {
+    await ahead.dropRest();
+    for (const o of openedAll) await closeOpened(o);
   };
   try {
-    for (const target of targetsFor(config, opts.job)) {
+    for (const [i, target] of targets.entries()) {
       // Each target is opened once (the key derivation is the slow part) and kept for fn.
       // An unreachable target is passed over unless no other target has a match.
       let opened: OpenedTarget;
       try {
-        opened = await openTarget(target, { clock: opts.clock, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+        opened = await ahead.take(i);
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
         unreachable.push(err);
