@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openBackupDb } from '../src/backupdb/index.js';
 import { systemClock } from '../src/node/clock.js';
-import { assessHealth, HEALTH } from '../src/node/commands/check-health.js';
+import { assessHealth, HEALTH } from '../src/node/health.js';
 import { formatProblem, parseConfig } from '../src/node/config/config.js';
 import type { JobStatus, NodeStatus } from '../src/wui/status.js';
 import { runCli, tempDir } from './helpers/cli.js';

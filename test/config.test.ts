@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, homedir, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, formatProblem, loadConfig, parseConfig } from '../src/node/config/config.js';
+import { ConfigError, formatProblem, loadConfig, parseConfig, systemTimezone, UTC_ZONE_NAMES } from '../src/node/config/config.js';
 import {
   CLIENT_KEYS,
   JOB_KEYS,
@@ -758,6 +758,24 @@ test('loadConfig resolves to a config, or rejects with a ConfigError listing eve
     assert.equal(missing.problems.length, 1);
     assert.equal(missing.problems[0]!.line, null);
     assert.equal(missing.message, `${join(dir, 'nope.cfg')}: a node.cfg file, but there is none (create a node with: nightjar create-node)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the system time zone: UTC from TZ or the /etc/localtime link without Intl, any other zone as Intl names it', () => {
+  for (const name of UTC_ZONE_NAMES) assert.equal(new Intl.DateTimeFormat('en-US', { timeZone: name }).resolvedOptions().timeZone, 'UTC', name);
+  const intl = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  assert.equal(systemTimezone(), intl);
+  assert.equal(systemTimezone({ TZ: ':Etc/UTC' }, '/nonexistent'), 'UTC');
+  assert.equal(systemTimezone({ TZ: 'Europe/Berlin' }, '/nonexistent'), intl); // TZ not UTC: the process's own zone, from Intl
+  const dir = mkdtempSync(join(tmpdir(), 'nj-tz-'));
+  try {
+    symlinkSync('/usr/share/zoneinfo/Etc/UTC', join(dir, 'utc'));
+    symlinkSync('/usr/share/zoneinfo/Asia/Kolkata', join(dir, 'kolkata'));
+    assert.equal(systemTimezone({}, join(dir, 'utc')), 'UTC');
+    assert.equal(systemTimezone({}, join(dir, 'kolkata')), intl);
+    assert.equal(systemTimezone({}, join(dir, 'missing')), intl);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,8 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { Repository } from '../repo/repository.js';
+import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/types.js';
-import { LocalStore } from '../store/local-store.js';
-import { withRetry } from '../store/retrying-store.js';
 import { StoreError, type Store } from '../store/store.js';
 import type { RunBandwidth } from './bandwidth.js';
 import type { Clock } from './clock.js';
@@ -17,17 +15,19 @@ import type { NodeDirLayout } from './node-dir.js';
  * (transient faults: backoff with jitter; permanent ones fail fast naming the alias).
  */
 export async function openTargetStore(target: TargetConfig, opts: { clock: Clock }): Promise<Store> {
+  // Stores load on demand (this module is on every command's start-up path): the AWS SDK
+  // and the peer client cost ~30-40 MiB and a quarter second that a local-only command should not pay.
   switch (target.kind) {
-    case 'local':
+    case 'local': {
+      const { LocalStore } = await import('../store/local-store.js');
       return new LocalStore(target.location);
+    }
     case 'node': {
-      // Network stores load on demand: the AWS SDK and the peer client cost ~30-40 MiB and
-      // a quarter second that a local-only command should not pay.
-      const { openNodeStore } = await import('../store/node-store.js');
+      const [{ openNodeStore }, { withRetry }] = await Promise.all([import('../store/node-store.js'), import('../store/retrying-store.js')]);
       return withRetry(await openNodeStore(target, { clock: opts.clock, alias: target.alias }), { clock: opts.clock });
     }
     case 's3': {
-      const { openS3Store } = await import('../store/s3-store.js');
+      const [{ openS3Store }, { withRetry }] = await Promise.all([import('../store/s3-store.js'), import('../store/retrying-store.js')]);
       return withRetry(await openS3Store(target, { clock: opts.clock }), { clock: opts.clock });
     }
   }
@@ -71,26 +71,55 @@ export interface OpenedTarget {
  * kind and location, passphrase from its passphrase file. The caller closes the repo,
  * then the store (or uses withTarget). Errors: PassphraseFileError, the store's, and
  * the repository's own (WrongPassphraseError, …).
+ *
+ * `bandwidth` may be a promise (run-job opens the backupdb it needs meanwhile): the key
+ * derivation and index load start at once, reading through the bare store; writes wait
+ * for the throttled one, and the call resolves once both are there.
  */
 export async function openTarget(
   target: TargetConfig,
-  opts: { clock: Clock; workers?: number; bandwidth?: RunBandwidth },
+  opts: { clock: Clock; workers?: number; bandwidth?: RunBandwidth | Promise<RunBandwidth> },
 ): Promise<OpenedTarget> {
-  const base = await openTargetStore(target, { clock: opts.clock });
+  const [base, { Repository }] = await Promise.all([
+    openTargetStore(target, { clock: opts.clock }),
+    import('../repo/repository.js'),
+  ]);
   // Throttled (issue 5): a run's uploads go through the node/target/job limits and budgets.
-  const store = opts.bandwidth ? opts.bandwidth.wrapStore(base) : base;
+  const bw = opts.bandwidth;
+  const store = bw === undefined ? base : bw instanceof Promise ? throttledLater(base, bw) : bw.wrapStore(base);
+  let repo: Repository | null = null;
   try {
     const passphrase = await readPassphrase(target.passphraseFile);
     const opened = await Repository.openOrInit(store, passphrase, {
       clock: opts.clock,
       workers: opts.workers ?? 0,
     });
-    const repo = opts.bandwidth ? opts.bandwidth.wrapRepo(opened.repo) : opened.repo;
-    return { repo, store, target, created: opened.created };
+    repo = opened.repo;
+    return { repo: bw === undefined ? repo : (await bw).wrapRepo(repo), store, target, created: opened.created };
   } catch (err) {
+    await repo?.close().catch(() => {});
     await store.close().catch(() => {});
     throw err;
   }
+}
+
+/** `base` for reads (a throttle paces uploads only) and the throttled store, once there, for the rest. */
+function throttledLater(base: Store, bandwidth: Promise<RunBandwidth>): Store {
+  const wrapped = bandwidth.then((b) => b.wrapStore(base));
+  wrapped.catch(() => {}); // reported by openTarget, which awaits `bandwidth` too
+  return {
+    location: base.location,
+    list: (prefix) => base.list(prefix),
+    stat: (name) => base.stat(name),
+    read: (name, range) => base.read(name, range),
+    write: async (name, data, o) => (await wrapped).write(name, data, o),
+    delete: async (name) => (await wrapped).delete(name),
+    async close() {
+      // Closing the throttled store also ends the run's registration; without one, the base.
+      const w = await wrapped.catch(() => null);
+      await (w ?? base).close();
+    },
+  };
 }
 
 /** The target config a job writes to; a CliExit(usage) when the alias is unknown. */
@@ -157,8 +186,54 @@ export async function withTarget<T>(
   try {
     return await fn(opened);
   } finally {
-    await opened.repo.close().catch(() => {});
-    await opened.store.close().catch(() => {});
+    await closeOpened(opened);
+  }
+}
+
+async function closeOpened(opened: OpenedTarget): Promise<void> {
+  await opened.repo.close().catch(() => {});
+  await opened.store.close().catch(() => {});
+}
+
+/**
+ * Opens targets in order, the next one while the caller works on the current one, so
+ * the key derivations (~0.1 s each) and index loads overlap with the work; at most one
+ * is opened ahead.
+ */
+class OpenAhead {
+  private readonly openings: Promise<OpenedTarget>[] = [];
+  private taken = 0;
+
+  constructor(
+    private readonly targets: readonly TargetConfig[],
+    private readonly opts: { clock: Clock; workers?: number },
+  ) {}
+
+  /** targets[i] opened (i counts up from 0); opening targets[i + 1] starts meanwhile. */
+  take(i: number): Promise<OpenedTarget> {
+    this.taken = i + 1;
+    const p = this.start(i)!;
+    this.start(i + 1);
+    return p;
+  }
+
+  /** Closes what was opened ahead and not taken. */
+  async dropRest(): Promise<void> {
+    for (const p of this.openings.slice(this.taken)) {
+      const opened = await p.catch(() => null);
+      if (opened) await closeOpened(opened);
+    }
+  }
+
+  private start(i: number): Promise<OpenedTarget> | undefined {
+    const target = this.targets[i];
+    if (!target) return undefined;
+    if (!this.openings[i]) {
+      const p = openTarget(target, this.opts);
+      p.catch(() => {}); // taken (and its error handled) later, or dropped
+      this.openings[i] = p;
+    }
+    return this.openings[i];
   }
 }
 
@@ -174,14 +249,24 @@ export async function withEachTarget(
   fn: (target: TargetConfig, opened: OpenedTarget) => Promise<void>,
 ): Promise<number> {
   let skipped = 0;
-  for (const target of targets) {
-    try {
-      await withTarget(target, opts, (opened) => fn(target, opened));
-    } catch (err) {
-      if (!(err instanceof StoreError)) throw err;
-      skip(target, err);
-      skipped++;
+  const ahead = new OpenAhead(targets, opts);
+  try {
+    for (const [i, target] of targets.entries()) {
+      try {
+        const opened = await ahead.take(i);
+        try {
+          await fn(target, opened);
+        } finally {
+          await closeOpened(opened);
+        }
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        skip(target, err);
+        skipped++;
+      }
     }
+  } finally {
+    await ahead.dropRest();
   }
   return skipped;
 }
@@ -222,20 +307,19 @@ export async function withSnapshot<T>(
   const matches: Found[] = [];
   const openedAll: OpenedTarget[] = [];
   const unreachable: StoreError[] = [];
-  const closeAll = async (keep?: OpenedTarget) => {
-    for (const o of openedAll) {
-      if (o === keep) continue;
-      await o.repo.close().catch(() => {});
-      await o.store.close().catch(() => {});
-    }
+  const targets = targetsFor(config, opts.job);
+  const ahead = new OpenAhead(targets, { clock: opts.clock, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+  const closeAll = async () => {
+    await ahead.dropRest();
+    for (const o of openedAll) await closeOpened(o);
   };
   try {
-    for (const target of targetsFor(config, opts.job)) {
+    for (const [i, target] of targets.entries()) {
       // Each target is opened once (the key derivation is the slow part) and kept for fn.
       // An unreachable target is passed over unless no other target has a match.
       let opened: OpenedTarget;
       try {
-        opened = await openTarget(target, { clock: opts.clock, ...(opts.workers !== undefined ? { workers: opts.workers } : {}) });
+        opened = await ahead.take(i);
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
         unreachable.push(err);

@@ -1,13 +1,10 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { ClientExistsError, createClient } from '../../server/client-registry.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
-import { ConfigError, formatProblem, loadConfig } from '../config/config.js';
 import { NAME_PATTERN } from '../config/keys.js';
 import type { NodeConfig } from '../config/types.js';
 import { formatBytes, parseSize } from '../config/units.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { ensureStorageCertificate } from '../tls-cert.js';
 import { nodeDirOption } from './options.js';
 
 interface AddClientOptions {
@@ -54,6 +51,11 @@ export function registerAddClient(program: Command, env: CliEnv): void {
           throw new CliExit(EXIT.usage, `--quota ${opts.quota}: ${(err as Error).message}`);
         }
       }
+      const [{ ConfigError, formatProblem, loadConfig }, { ClientExistsError, createClient }, { ensureStorageCertificate }] = await Promise.all([
+        import('../config/config.js'),
+        import('../../server/client-registry.js'),
+        import('../tls-cert.js'),
+      ]);
       let config: NodeConfig;
       try {
         config = await loadConfig(layout.configFile, layout.root);

@@ -1,11 +1,9 @@
 import { randomInt } from 'node:crypto';
 import type { Command } from 'commander';
-import { formatBytes, formatCount } from '../../jobs/report.js';
 import type { CheckReport } from '../../repo/types.js';
-import { listPacks, packsInSubset, parseDataSubset, verifyPacks } from '../../repo/verify.js';
+import type { DataSubset } from '../../repo/verify.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, targetsFor, withEachTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -24,7 +22,12 @@ export function registerCheck(program: Command, env: CliEnv): void {
     .option('--job <job>', "only JOB's target")
     .option('--json', 'print the reports as JSON on stdout')
     .action(async (opts: { nodeDirectory: string; readData?: boolean; readDataSubset?: string; job?: string; json?: boolean }) => {
-      let subset: ReturnType<typeof parseDataSubset> | null = null;
+      const [{ formatBytes, formatCount }, { listPacks, packsInSubset, parseDataSubset, verifyPacks }, { loadNodeConfig, targetsFor, withEachTarget }] = await Promise.all([
+        import('../../jobs/report.js'),
+        import('../../repo/verify.js'),
+        import('../open-target.js'),
+      ]);
+      let subset: DataSubset | null = null;
       try {
         // P%: a random bucket (the scheduled verify rotates through them instead).
         if (opts.readDataSubset !== undefined && !opts.readData) subset = parseDataSubset(opts.readDataSubset, randomInt(1_000_000));

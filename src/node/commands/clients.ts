@@ -1,11 +1,7 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ClientActivity } from '../../server/client-activity.js';
-import { loadClientRecords } from '../../server/client-registry.js';
-import { ClientSpace } from '../../server/client-space.js';
-import { findStaleClients, type ClientStatus } from '../../server/storage-service.js';
+import type { ClientStatus } from '../../server/storage-service.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
-import { ConfigError, formatProblem, loadConfig } from '../config/config.js';
 import { formatBytes } from '../config/units.js';
 import { nodeDirLayout } from '../node-dir.js';
 import { nodeDirOption } from './options.js';
@@ -23,6 +19,13 @@ export function registerClients(program: Command, env: CliEnv): void {
     .addOption(nodeDirOption())
     .option('--json', 'print a JSON array')
     .action(async (opts: { nodeDirectory: string; json?: boolean }) => {
+      const [{ ConfigError, formatProblem, loadConfig }, { ClientActivity }, { loadClientRecords }, { ClientSpace }, { findStaleClients }] = await Promise.all([
+        import('../config/config.js'),
+        import('../../server/client-activity.js'),
+        import('../../server/client-registry.js'),
+        import('../../server/client-space.js'),
+        import('../../server/storage-service.js'),
+      ]);
       const layout = nodeDirLayout(opts.nodeDirectory);
       let config;
       try {

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
-import { createNode, NodeExistsError } from '../create-node.js';
 import { nodeDirLayout } from '../node-dir.js';
 import { nodeDirOption } from './options.js';
 
@@ -13,6 +12,7 @@ export function registerCreateNode(program: Command, env: CliEnv): void {
     .option('--source <path>', 'back PATH up daily to the local repository (repeatable; jobs b1, b2, …)', collect, [])
     .action(async (dir: string | undefined, opts: { nodeDirectory: string; source: string[] }) => {
       const layout = nodeDirLayout(dir ?? opts.nodeDirectory);
+      const { createNode, NodeExistsError } = await import('../create-node.js');
       try {
         const { jobs } = await createNode(layout, opts.source);
         env.stdout.write(`created node in ${layout.root}\n`);

@@ -2,12 +2,11 @@ import type { Command } from 'commander';
 import type { JobConfig, NodeConfig } from '../config/types.js';
 import type { Clock } from '../clock.js';
 import type { Repository } from '../../repo/repository.js';
-import { applyRetention, groupForRetention, type RetentionDecision } from '../../repo/retention.js';
+import type { RetentionDecision } from '../../repo/retention.js';
 import type { Snapshot } from '../../repo/types.js';
 import type { Store } from '../../store/store.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { findJob, jobTarget, loadNodeConfig, withTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /** One line of a forget report. */
@@ -36,6 +35,7 @@ export async function forgetJob(
   opts: { clock: Clock; dryRun: boolean; targetAlias: string },
 ): Promise<ForgetRow[]> {
   if (!job.keep) return [];
+  const { applyRetention, groupForRetention } = await import('../../repo/retention.js');
   const lock = opts.dryRun ? null : await repo.lock(true);
   try {
     const mine = (await repo.listSnapshots()).filter((s) => s.job === job.name);
@@ -74,6 +74,7 @@ export function registerForget(program: Command, env: CliEnv): void {
     .option('--dry-run', 'show what would be forgotten, delete nothing')
     .option('--json', 'print JSON on stdout')
     .action(async (opts: { nodeDirectory: string; job?: string; dryRun?: boolean; json?: boolean }) => {
+      const { findJob, jobTarget, loadNodeConfig, withTarget } = await import('../open-target.js');
       const config: NodeConfig = await loadNodeConfig(nodeDirLayout(opts.nodeDirectory));
       const jobs = opts.job !== undefined ? [findJob(config, opts.job)] : Object.values(config.jobs);
       const rows: ForgetRow[] = [];

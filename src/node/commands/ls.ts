@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { resolveSnapshotPath, RestorePathError } from '../../jobs/restore.js';
-import { displayPath, joinRel } from '../../jobs/walk.js';
 import type { Tree, TreeEntry } from '../../repo/types.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, parseSnapshotArg, withSnapshot } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /** One entry as `ls --json` prints it (one JSON array; bigints and bytes as strings). */
@@ -35,6 +32,11 @@ export function registerLs(program: Command, env: CliEnv): void {
     .option('--job <job>', 'with latest: the newest snapshot of JOB')
     .option('--json', 'print one JSON array on stdout')
     .action(async (arg: string, opts: { nodeDirectory: string; job?: string; json?: boolean }) => {
+      const [{ loadNodeConfig, parseSnapshotArg, withSnapshot }, { resolveSnapshotPath, RestorePathError }, { displayPath, joinRel }] = await Promise.all([
+        import('../open-target.js'),
+        import('../../jobs/restore.js'),
+        import('../../jobs/walk.js'),
+      ]);
       const layout = nodeDirLayout(opts.nodeDirectory);
       const config = await loadNodeConfig(layout);
       const { ref, path } = parseSnapshotArg(arg);

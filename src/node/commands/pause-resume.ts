@@ -1,9 +1,6 @@
 import type { Command } from 'commander';
-import { openBackupDb } from '../../backupdb/index.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
-import { connectToRunningNode, NodeApiError } from '../node-api-client.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -22,6 +19,7 @@ export function registerPauseResume(program: Command, env: CliEnv): void {
       .action(async (job: string | undefined, opts: { nodeDirectory: string; all?: boolean }) => {
         if ((job === undefined) === (opts.all !== true)) throw new CliExit(EXIT.usage, `${action}: name one JOB or give --all`);
         const layout = nodeDirLayout(opts.nodeDirectory);
+        const [{ loadNodeConfig }, { connectToRunningNode, NodeApiError }] = await Promise.all([import('../open-target.js'), import('../node-api-client.js')]);
         const config = await loadNodeConfig(layout);
         if (job !== undefined && !Object.hasOwn(config.jobs, job)) {
           throw new CliExit(EXIT.usage, `no job named "${job}" in ${layout.configFile} (jobs: ${Object.keys(config.jobs).join(', ') || 'none'})`);
@@ -35,6 +33,7 @@ export function registerPauseResume(program: Command, env: CliEnv): void {
             throw err;
           }
         } else {
+          const { openBackupDb } = await import('../../backupdb/index.js');
           const db = await openBackupDb(layout.backupDbFile, { clock: env.clock });
           try {
             await db.jobs.setPaused(job === undefined ? Object.keys(config.jobs) : job, action === 'pause');

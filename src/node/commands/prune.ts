@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../config/units.js';
-import { prune, type PruneReport } from '../../repo/prune.js';
+import type { PruneReport } from '../../repo/prune.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, targetsFor, withTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -21,6 +20,7 @@ export function registerPrune(program: Command, env: CliEnv): void {
     .option('--dry-run', 'show what would be freed, delete nothing')
     .option('--json', 'print JSON on stdout')
     .action(async (opts: { nodeDirectory: string; target?: string; dryRun?: boolean; json?: boolean }) => {
+      const [{ loadNodeConfig, targetsFor, withTarget }, { prune }] = await Promise.all([import('../open-target.js'), import('../../repo/prune.js')]);
       const config = await loadNodeConfig(nodeDirLayout(opts.nodeDirectory));
       let targets = targetsFor(config);
       if (opts.target !== undefined) {

@@ -1,11 +1,6 @@
 import type { Command } from 'commander';
-import { ProgressBar } from '../../jobs/progress-bar.js';
-import { formatRestoreReport } from '../../jobs/report.js';
-import { restoreSnapshot, RestorePathError } from '../../jobs/restore.js';
-import { statsFromJson } from '../../jobs/run-stats.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, parseAsOf, parseSnapshotArg, withSnapshot } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -31,6 +26,7 @@ export function registerRestore(program: Command, env: CliEnv): void {
         second: string | undefined,
         opts: { nodeDirectory: string; asOf?: string; job?: string; json?: boolean },
       ) => {
+        const { loadNodeConfig, parseAsOf, parseSnapshotArg, withSnapshot } = await import('../open-target.js');
         let ref: string;
         let path: string;
         let dest: string;
@@ -47,12 +43,18 @@ export function registerRestore(program: Command, env: CliEnv): void {
         const layout = nodeDirLayout(opts.nodeDirectory);
         const config = await loadNodeConfig(layout);
         const startMs = env.clock.nowMs();
-        const bar = new ProgressBar(env.stderr as NodeJS.WritableStream & { isTTY?: boolean }, env.clock);
+        // The restore's own modules load while the repository opens (after its modules, so the key derivation starts first).
+        const modsP = import('../../repo/repository.js').then(() =>
+          Promise.all([import('../../jobs/progress-bar.js'), import('../../jobs/report.js'), import('../../jobs/restore.js'), import('../../jobs/run-stats.js')]),
+        );
+        modsP.catch(() => {}); // awaited below
         const stats = await withSnapshot(
           config,
           ref,
           { ...(opts.job ? { job: opts.job } : {}), ...(asOf ? { asOf } : {}), clock: env.clock, workers: config.node.workers },
           async ({ repo }, snap) => {
+            const [{ ProgressBar }, , { restoreSnapshot, RestorePathError }, { statsFromJson }] = await modsP;
+            const bar = new ProgressBar(env.stderr as NodeJS.WritableStream & { isTTY?: boolean }, env.clock);
             const total = path === '' ? (statsFromJson(snap.stats)?.bytesTotal ?? 0) : 0;
             if (!opts.json) env.stderr.write(`restoring snapshot ${snap.id.slice(0, 12)} (${snap.job}, ${snap.time})${path ? ` path ${path}` : ''} into ${dest}\n`);
             try {
@@ -65,6 +67,7 @@ export function registerRestore(program: Command, env: CliEnv): void {
             }
           },
         );
+        const [, { formatRestoreReport }] = await modsP;
         if (opts.json) env.stdout.write(JSON.stringify({ dest, durationMs: env.clock.nowMs() - startMs, ...stats }, null, 2) + '\n');
         else env.stdout.write(formatRestoreReport(dest, stats, env.clock.nowMs() - startMs));
         if (stats.warningCount > 0) throw new CliExit(EXIT.partial, '');

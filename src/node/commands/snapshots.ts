@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { formatBytes, formatCount } from '../../jobs/report.js';
-import { statsFromJson } from '../../jobs/run-stats.js';
 import type { Snapshot } from '../../repo/types.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { loadNodeConfig, targetsFor, withEachTarget } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -20,6 +17,11 @@ export function registerSnapshots(program: Command, env: CliEnv): void {
     .option('--job <job>', 'only snapshots of JOB (from its target)')
     .option('--json', 'print JSON on stdout')
     .action(async (opts: { nodeDirectory: string; job?: string; json?: boolean }) => {
+      const [{ loadNodeConfig, targetsFor, withEachTarget }, { formatBytes, formatCount }, { statsFromJson }] = await Promise.all([
+        import('../open-target.js'),
+        import('../../jobs/report.js'),
+        import('../../jobs/run-stats.js'),
+      ]);
       const layout = nodeDirLayout(opts.nodeDirectory);
       const config = await loadNodeConfig(layout);
       const rows: (Snapshot & { targetAlias: string })[] = [];

@@ -1,11 +1,8 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
-import { ConfigError, formatProblem } from '../config/config.js';
-import { createNode } from '../create-node.js';
-import { startNode, type RunningNode } from '../daemon.js';
+import type { RunningNode } from '../daemon.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { NodeDirLockedError } from '../pid-lock.js';
 import { nodeDirOption } from './options.js';
 
 /** A stop that takes longer than this is cut short (systemd's default is 90 s; we promise 10). */
@@ -18,6 +15,12 @@ export function registerStart(program: Command, env: CliEnv): void {
     .addOption(nodeDirOption())
     .action(async (opts: { nodeDirectory: string }) => {
       const layout = nodeDirLayout(opts.nodeDirectory);
+      const [{ ConfigError, formatProblem }, { createNode }, { startNode }, { NodeDirLockedError }] = await Promise.all([
+        import('../config/config.js'),
+        import('../create-node.js'),
+        import('../daemon.js'),
+        import('../pid-lock.js'),
+      ]);
       if (!existsSync(layout.configFile)) {
         await createNode(layout, []);
         env.stdout.write(`no node in ${layout.root} yet: created one (edit ${layout.configFile} to add backup jobs)\n`);

@@ -1,13 +1,9 @@
 import type { Command } from 'commander';
-import { openBackupDb } from '../../backupdb/index.js';
 import type { NodeStatus } from '../../wui/status.js';
 import type { CliEnv } from '../cli-env.js';
-import { formatBandwidth, offlineBandwidthReport, type BandwidthReport } from '../bandwidth.js';
+import type { BandwidthReport } from '../bandwidth.js';
 import { formatBytes } from '../config/units.js';
-import { connectToRunningNode } from '../node-api-client.js';
 import { nodeDirLayout } from '../node-dir.js';
-import { buildNodeStatus } from '../node-status.js';
-import { loadNodeConfig } from '../open-target.js';
 import { nodeDirOption } from './options.js';
 
 /**
@@ -23,6 +19,7 @@ export function registerStatus(program: Command, env: CliEnv): void {
     .option('--json', 'print the status as JSON')
     .action(async (opts: { nodeDirectory: string; json?: boolean }) => {
       const layout = nodeDirLayout(opts.nodeDirectory);
+      const { connectToRunningNode } = await import('../node-api-client.js');
       const client = await connectToRunningNode(layout);
       let status: NodeStatus;
       let bandwidth: BandwidthReport | null = null;
@@ -32,6 +29,12 @@ export function registerStatus(program: Command, env: CliEnv): void {
         bandwidth = await client.get<BandwidthReport>('/api/v1/bandwidth').catch(() => null);
       }
       if (!client || !bandwidth) {
+        const [{ loadNodeConfig }, { openBackupDb }, { buildNodeStatus }, { offlineBandwidthReport }] = await Promise.all([
+          import('../open-target.js'),
+          import('../../backupdb/index.js'),
+          import('../node-status.js'),
+          import('../bandwidth.js'),
+        ]);
         const config = await loadNodeConfig(layout);
         const db = await openBackupDb(layout.backupDbFile, { clock: env.clock });
         try {
@@ -41,6 +44,7 @@ export function registerStatus(program: Command, env: CliEnv): void {
           await db.close();
         }
       }
+      const { formatBandwidth } = await import('../bandwidth.js');
       env.stdout.write(
         opts.json ? JSON.stringify({ ...status!, bandwidth }, null, 2) + '\n' : formatStatus(status!) + formatBandwidth(bandwidth).join('\n') + '\n',
       );

@@ -11,7 +11,7 @@
  * Validation never stops at the first problem: every problem in the file is collected,
  * each with file, line, section, key, the value found and what is expected.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { availableParallelism, homedir, hostname } from 'node:os';
@@ -545,7 +545,27 @@ function firstEntry(entries: ReadonlyMap<string, Entry>): Entry {
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 const ON_WINDOW_CLOSE: readonly OnWindowClose[] = ['suspend', 'finish_file', 'finish_job'];
 
-function systemTimezone(): string {
+/** Names ICU resolves to UTC (checked against Intl, see config.test.ts). */
+export const UTC_ZONE_NAMES: ReadonlySet<string> = new Set(
+  ['UTC', 'UCT', 'Universal', 'Zulu', 'GMT', 'GMT0', 'GMT+0', 'GMT-0', 'Greenwich'].flatMap((n) => [n, `Etc/${n}`]),
+);
+
+/**
+ * The system's time zone as Intl names it. Intl's first use costs ~20 ms (ICU set-up),
+ * so a UTC system (servers, containers) is recognised from TZ or the /etc/localtime link;
+ * any other zone is left to Intl, whose names a link may not match (Asia/Kolkata is
+ * Asia/Calcutta to ICU).
+ */
+export function systemTimezone(env: NodeJS.ProcessEnv = process.env, localtime = '/etc/localtime'): string {
+  let name: string | undefined = env.TZ?.replace(/^:/, '');
+  if (name === undefined) {
+    try {
+      name = /\/zoneinfo\/(.+)$/.exec(readlinkSync(localtime))?.[1];
+    } catch {
+      // not a link, or none: Intl knows
+    }
+  }
+  if (name !== undefined && UTC_ZONE_NAMES.has(name)) return 'UTC';
   return Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC';
 }
 
