@@ -9,15 +9,21 @@ import { compareTrees, removeDir, tempDir } from './helpers/fixture-tree.js';
 
 const BIN = fileURLToPath(new URL('../../bin/nightjar.js', import.meta.url));
 
-function cli(args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+/**
+ * A temp directory that cannot be used: backups to a local repository build their packs
+ * inside it (Store.spool), so runs must work without one.
+ */
+const NO_TMP = { ...process.env, TMPDIR: '/nonexistent/nightjar-test-tmp' };
+
+function cli(args: string[], env: NodeJS.ProcessEnv = process.env): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Starts run-job and kills it with SIGKILL after `ms`; resolves with how it ended. */
 function runJobKilledAfter(node: string, ms: number): Promise<{ killed: boolean; code: number | null }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'run-job', 'b1', '-d', node], { stdio: 'ignore' });
+    const child = spawn(process.execPath, [BIN, 'run-job', 'b1', '-d', node], { stdio: 'ignore', env: NO_TMP });
     const timer = setTimeout(() => child.kill('SIGKILL'), ms);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -55,7 +61,7 @@ describe('run-job through the CLI', () => {
       assert.equal(check.status, 0, `check after a kill at ${ms} ms: ${check.stdout}${check.stderr}`);
     }
     assert.ok(kills.some((k) => k.killed), `at least one run was killed mid-way: ${JSON.stringify(kills)}`);
-    const run = cli(['run-job', 'b1', '--json', '-d', node]);
+    const run = cli(['run-job', 'b1', '--json', '-d', node], NO_TMP);
     assert.equal(run.status, 0, run.stderr);
     const report = JSON.parse(run.stdout) as { status: string; stats: { filesTotal: number; bytesRead: number } };
     assert.equal(report.status, 'complete');

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/types.js';
-import { StoreError, type Store } from '../store/store.js';
+import { StoreError, type Store, type WriteOptions } from '../store/store.js';
 import type { RunBandwidth } from './bandwidth.js';
 import type { Clock } from './clock.js';
 import { CliExit, EXIT } from './cli-env.js';
@@ -113,6 +113,15 @@ function throttledLater(base: Store, bandwidth: Promise<RunBandwidth>): Store {
     stat: (name) => base.stat(name),
     read: (name, range) => base.read(name, range),
     write: async (name, data, o) => (await wrapped).write(name, data, o),
+    ...(base.spool
+      ? {
+          spool: {
+            dir: base.spool.dir,
+            adopt: async (name: string, file: string, o?: WriteOptions) => (await wrapped).spool!.adopt(name, file, o),
+            cleanup: (olderThan: Date) => base.spool!.cleanup(olderThan),
+          },
+        }
+      : {}),
     delete: async (name) => (await wrapped).delete(name),
     async close() {
       // Closing the throttled store also ends the run's registration; without one, the base.
