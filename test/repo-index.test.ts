@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { BlobIndex } from '../src/repo/blob-index.js';
-import { decodeIndex, encodeIndex, type PackEntry } from '../src/repo/pack.js';
+import { decodeIndex, encodeIndex, loadIndexInto, type PackEntry } from '../src/repo/pack.js';
 
 describe('BlobIndex', () => {
   it('adds, finds and keeps the first location of an id', () => {
@@ -30,6 +30,36 @@ describe('BlobIndex', () => {
     const got: unknown[] = [];
     decodeIndex(encodeIndex(packs), (name, size, es) => got.push({ name, size, entries: es }));
     assert.deepEqual(got, packs);
+  });
+
+  it('index objects load straight into a BlobIndex; a truncated one adds nothing', () => {
+    const entries: PackEntry[] = Array.from({ length: 50 }, (_, i) => ({
+      id: randomBytes(32).toString('hex'),
+      type: i % 5 === 0 ? 'tree' : 'data',
+      offset: i * 1000,
+      length: 900 + i,
+      rawLength: 2000 + i,
+      compressed: i % 2 === 0,
+    }));
+    const packs = [
+      { name: randomBytes(32).toString('hex'), size: 40_000, entries: entries.slice(0, 30) },
+      { name: randomBytes(32).toString('hex'), size: 30_000, entries: entries.slice(30) },
+    ];
+    const bytes = encodeIndex(packs);
+    const idx = new BlobIndex();
+    loadIndexInto(bytes, idx);
+    assert.equal(idx.size, 50);
+    for (const p of packs) {
+      assert.equal(idx.packSize(p.name), p.size);
+      for (const { id, ...loc } of p.entries) assert.deepEqual(idx.get(id), { ...loc, pack: p.name });
+    }
+    const other = new BlobIndex();
+    assert.throws(() => loadIndexInto(bytes.subarray(0, bytes.length - 10), other), /truncated/);
+    assert.equal(other.size, 0);
+    const badType = Buffer.from(bytes);
+    badType[9 + 40] = 7; // the first entry's type byte
+    assert.throws(() => loadIndexInto(badType, other), /bad blob type/);
+    assert.equal(other.size, 0);
   });
 
   it('1M entries: memory estimate (printed, not asserted by time)', () => {

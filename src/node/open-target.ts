@@ -78,7 +78,7 @@ export interface OpenedTarget {
  */
 export async function openTarget(
   target: TargetConfig,
-  opts: { clock: Clock; workers?: number; bandwidth?: RunBandwidth | Promise<RunBandwidth> },
+  opts: { clock: Clock; workers?: number; bandwidth?: RunBandwidth | Promise<RunBandwidth>; startWorkers?: boolean },
 ): Promise<OpenedTarget> {
   const [base, { Repository }] = await Promise.all([
     openTargetStore(target, { clock: opts.clock }),
@@ -93,6 +93,7 @@ export async function openTarget(
     const opened = await Repository.openOrInit(store, passphrase, {
       clock: opts.clock,
       workers: opts.workers ?? 0,
+      ...(opts.startWorkers ? { startWorkers: true } : {}),
     });
     repo = opened.repo;
     return { repo: bw === undefined ? repo : (await bw).wrapRepo(repo), store, target, created: opened.created };

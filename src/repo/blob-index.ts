@@ -11,8 +11,9 @@ export interface BlobLocation {
 }
 
 const ID_LEN = 32;
-const FLAG_COMPRESSED = 1;
-const FLAG_TREE = 2;
+/** Flag bits (FLAG_COMPRESSED is also the entry flag bit in pack headers and index objects). */
+export const FLAG_COMPRESSED = 1;
+export const FLAG_TREE = 2;
 
 /**
  * The in-memory index: blob id → pack, offset, length, raw length, flags. Kept compact
@@ -34,6 +35,7 @@ export class BlobIndex {
   private readonly packNames: string[] = [];
   private readonly packNumbers = new Map<string, number>();
   private readonly packSizes: number[] = [];
+  private readonly scratch = Buffer.alloc(ID_LEN);
 
   get size(): number {
     return this.count;
@@ -71,29 +73,43 @@ export class BlobIndex {
   /** Adds a blob; returns false when the id is already present (kept as it was). */
   add(id: string | Uint8Array, loc: BlobLocation): boolean {
     const key = typeof id === 'string' ? Buffer.from(id, 'hex') : id;
-    if (key.length !== ID_LEN) throw new Error(`blob id must be ${ID_LEN} bytes`);
-    if (this.find(key) >= 0) return false;
+    const flags = (loc.compressed ? FLAG_COMPRESSED : 0) | (loc.type === 'tree' ? FLAG_TREE : 0);
+    return this.addRaw(key, this.addPack(loc.pack, 0), loc.offset, loc.length, loc.rawLength, flags);
+  }
+
+  /**
+   * add() without objects or hex strings, for loading index objects: `packNo` from
+   * addPack, `flags` as stored in index entries (bit 0 compressed), `tree` for the type.
+   */
+  addRaw(id: Uint8Array, packNo: number, offset: number, length: number, rawLength: number, flags: number): boolean {
+    if (id.length !== ID_LEN) throw new Error(`blob id must be ${ID_LEN} bytes`);
+    if (this.find(id) >= 0) return false;
     if (this.count >= this.packOf.length) this.grow();
     if ((this.count + 1) * 2 > this.table.length) this.rehash(this.table.length * 2);
     const i = this.count++;
-    this.ids.set(key, i * ID_LEN);
-    this.packOf[i] = this.addPack(loc.pack, 0);
-    this.offsets[i] = loc.offset;
-    this.lengths[i] = loc.length;
-    this.rawLengths[i] = loc.rawLength;
-    this.flags[i] = (loc.compressed ? FLAG_COMPRESSED : 0) | (loc.type === 'tree' ? FLAG_TREE : 0);
+    this.ids.set(id, i * ID_LEN);
+    this.packOf[i] = packNo;
+    this.offsets[i] = offset;
+    this.lengths[i] = length;
+    this.rawLengths[i] = rawLength;
+    this.flags[i] = flags;
     this.insertSlot(i);
     return true;
   }
 
   has(id: string): boolean {
-    return id.length === ID_LEN * 2 && this.find(Buffer.from(id, 'hex')) >= 0;
+    return this.findHex(id) >= 0;
   }
 
   get(id: string): BlobLocation | undefined {
-    if (id.length !== ID_LEN * 2) return undefined;
-    const i = this.find(Buffer.from(id, 'hex'));
+    const i = this.findHex(id);
     return i < 0 ? undefined : this.at(i);
+  }
+
+  /** find() of a hex id, decoded into a scratch buffer (lookups are hot: every file of a re-run). */
+  private findHex(id: string): number {
+    if (id.length !== ID_LEN * 2 || this.scratch.write(id, 'hex') !== ID_LEN) return -1;
+    return this.find(this.scratch);
   }
 
   /** Every blob (id hex + location), in insertion order. */

@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, seal } from './crypto.js';
 import { IntegrityError, RepoError } from './errors.js';
+import { FLAG_COMPRESSED, FLAG_TREE, type BlobIndex } from './blob-index.js';
 import type { BlobType } from './types.js';
 
 /** One blob's entry in a pack header and in index objects. */
@@ -169,6 +170,35 @@ export function decodeIndex(buf: Buffer, onPack: (name: string, size: number, en
     const entries: PackEntry[] = [];
     for (let k = 0; k < count; k++, pos += ENTRY_LEN) entries.push(readEntry(buf, pos));
     onPack(name, size, entries);
+  }
+}
+
+/**
+ * decodeIndex straight into `index` (no entry objects, no hex strings: opening a
+ * repository loads every index object). Validates the whole object before adding
+ * anything, so a malformed one adds nothing. Throws RepoError as decodeIndex does.
+ */
+export function loadIndexInto(buf: Buffer, index: BlobIndex): void {
+  if (buf.length < 9 || !buf.subarray(0, 4).equals(INDEX_MAGIC) || buf[4] !== FORMAT) {
+    throw new RepoError('index object: bad magic or version', 'NJ_REPO_FORMAT');
+  }
+  const n = buf.readUInt32LE(5);
+  for (let i = 0, pos = 9; i < n; i++) {
+    if (pos + 40 > buf.length) throw new RepoError('index object truncated', 'NJ_REPO_FORMAT');
+    const count = buf.readUInt32LE(pos + 36);
+    pos += 40;
+    if (pos + count * ENTRY_LEN > buf.length) throw new RepoError('index object truncated', 'NJ_REPO_FORMAT');
+    for (let k = 0; k < count; k++, pos += ENTRY_LEN) if (buf[pos]! > 1) throw new RepoError(`bad blob type ${buf[pos]}`, 'NJ_REPO_FORMAT');
+  }
+  let pos = 9;
+  for (let i = 0; i < n; i++) {
+    const packNo = index.addPack(buf.toString('hex', pos, pos + 32), buf.readUInt32LE(pos + 32));
+    const count = buf.readUInt32LE(pos + 36);
+    pos += 40;
+    for (let k = 0; k < count; k++, pos += ENTRY_LEN) {
+      const flags = (buf[pos + 1]! & FLAG_COMPRESSED) | (buf[pos] === 1 ? FLAG_TREE : 0);
+      index.addRaw(buf.subarray(pos + 14, pos + 46), packNo, buf.readUInt32LE(pos + 2), buf.readUInt32LE(pos + 6), buf.readUInt32LE(pos + 10), flags);
+    }
   }
 }
 

@@ -28,7 +28,7 @@ import {
   WrongPassphraseError,
 } from './errors.js';
 import { acquireLock } from './lock.js';
-import { decodeIndex, encodeIndex, packObjectName, PackBuilder, readPackHeader, type IndexedPack, type PackEntry } from './pack.js';
+import { encodeIndex, loadIndexInto, packObjectName, PackBuilder, readPackHeader, type IndexedPack, type PackEntry } from './pack.js';
 import { decodeTree, encodeTree } from './tree-codec.js';
 import type {
   CheckProblem,
@@ -86,6 +86,8 @@ export interface RepoOptions {
   spoolDir?: string;
   /** The chunker seed of a new repository (init only; default random). Tests fix it for reproducible chunk boundaries. */
   chunkerSeed?: Buffer;
+  /** Start the worker threads at once (a backup: they boot while the index loads), not on first use. */
+  startWorkers?: boolean;
 }
 
 /** Decrypted `config` object. */
@@ -237,6 +239,7 @@ export class Repository {
       }
       if (config.version !== FORMAT_VERSION) throw new UnsupportedFormatError(config.version);
       const repo = new Repository(store, keys, config, opts);
+      if (opts.startWorkers) repo.workerPool().start();
       await repo.refreshIndex();
       return repo;
     }
@@ -278,10 +281,7 @@ export class Repository {
     await mapLimit(names, 8, async (name) => {
       try {
         const plain = open(this.keys.encKey, await this.store.read(name), name);
-        decodeIndex(plain, (pack, size, entries) => {
-          this.index.addPack(pack, size);
-          for (const e of entries) this.index.add(e.id, { ...e, pack });
-        });
+        loadIndexInto(plain, this.index);
         this.loadedIndexes.add(name);
         this.badIndexes.delete(name);
       } catch (err) {

@@ -75,7 +75,7 @@ async function runJob(jobName: string, opts: RunJobOpts, env: CliEnv): Promise<v
   const openRepo = (): Promise<OpenedTarget> => {
     if (!openedP) {
       const runBandwidth = bandwidthP.then((b) => b.forRun({ job: job.name, target: target.alias, signal: ac.signal }));
-      openedP = openTarget(target, { clock: env.clock, workers: config.node.workers, bandwidth: runBandwidth });
+      openedP = openTarget(target, { clock: env.clock, workers: config.node.workers, bandwidth: runBandwidth, startWorkers: true });
       openedP.catch(() => {}); // awaited below
     }
     return openedP;
