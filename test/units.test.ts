@@ -301,3 +301,8 @@ test('formatted sizes, rates and durations parse back to the same value', () => 
   assert.equal(parseRate(formatRate(512 * KiB).replace(' ', '')), 512 * KiB);
   assert.equal(parseDuration(formatDuration(2 * H + 5 * M)), 2 * H + 5 * M);
 });
+
+test('formatCount groups thousands with commas and rounds', async () => {
+  const { formatCount } = await import('../src/jobs/report.js');
+  assert.deepEqual([0, 7, 999, 1000, 1234567, -1234, 12.6, 1e9].map(formatCount), ['0', '7', '999', '1,000', '1,234,567', '-1,234', '13', '1,000,000,000']);
+});

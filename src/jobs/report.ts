@@ -2,9 +2,9 @@ import type { RunResult } from './backup-run.js';
 import type { RestoreStats } from './restore.js';
 import type { RunStats } from './run-stats.js';
 
-/** `1,234,567`. */
+/** `1,234,567` (by hand: toLocaleString costs ~15 ms of ICU set-up in a short CLI run). */
 export function formatCount(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
 /** IEC units with one decimal: `0 B`, `512 B`, `1.5 KiB`, `320.4 MiB`. */

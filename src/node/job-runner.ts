@@ -2,6 +2,7 @@ import type { BackupDb } from '../backupdb/index.js';
 import type { RunProgress, RunResult, RunStatus } from '../jobs/backup-run.js';
 import { PreCommandFailedError, runJobHook, type HookInfo, type HookKind, type HookResult } from '../jobs/hooks.js';
 import { runBackupRecorded } from '../jobs/job-run.js';
+import { formatCount } from '../jobs/report.js';
 import { GATE_SLOT, GATE_WINDOW, SchedulerStoppingError, type JobRunContext, type JobRunner, type RunOutcome } from '../jobs/scheduler.js';
 import type { BandwidthManager } from './bandwidth.js';
 import type { Clock } from './clock.js';
@@ -152,7 +153,7 @@ export class BackupJobRunner implements JobRunner {
   progressText(job: JobConfig): string | null {
     const p = this.progress.get(job.name);
     if (!p) return null;
-    const of = p.estimatedFiles > 0 ? ` of about ${p.estimatedFiles.toLocaleString('en-US')}` : '';
-    return `${p.stats.filesTotal.toLocaleString('en-US')}${of} files done`;
+    const of = p.estimatedFiles > 0 ? ` of about ${formatCount(p.estimatedFiles)}` : '';
+    return `${formatCount(p.stats.filesTotal)}${of} files done`;
   }
 }

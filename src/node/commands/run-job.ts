@@ -5,6 +5,7 @@ import type { JobStatus, NodeStatus } from '../../wui/status.js';
 import type { BandwidthManager } from '../bandwidth.js';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import { formatBytes } from '../config/units.js';
+import { formatCount } from '../../jobs/report.js';
 import type { NodeApiClient } from '../node-api-client.js';
 import { nodeDirLayout } from '../node-dir.js';
 import type { OpenedTarget } from '../open-target.js';
@@ -225,7 +226,7 @@ async function runOnNode(client: NodeApiClient, job: string, opts: RunJobOpts, e
       const p = last.progress;
       const line =
         `${job}: ${last.label}` +
-        (p ? `, ${p.filesDone.toLocaleString('en-US')} files, ${formatBytes(p.bytesRead)} read` : '') +
+        (p ? `, ${formatCount(p.filesDone)} files, ${formatBytes(p.bytesRead)} read` : '') +
         (last.state === 'waiting_window' && last.nextStartAt ? `, starts ${last.nextStartAt}` : '') +
         (last.eta && last.state === 'running' ? `, ETA ${last.eta.text}` : '');
       if (line !== said) {
