@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { RepoError } from './errors.js';
 import type { EntryType, Tree, TreeEntry } from './types.js';
 
@@ -151,4 +152,93 @@ export function sameEntries(a: readonly TreeEntry[], b: readonly TreeEntry[]): b
     }
   }
   return true;
+}
+
+/** Scratch space of entriesDigest, kept between calls (grown on demand), with typed views for the fixed fields. */
+let scratch = Buffer.allocUnsafeSlow(64 * 1024); // not pooled: offset 0, so 8-byte views fit
+let f64 = new Float64Array(scratch.buffer, scratch.byteOffset, scratch.length >>> 3);
+let i64 = new BigInt64Array(scratch.buffer, scratch.byteOffset, scratch.length >>> 3);
+let u64 = new BigUint64Array(scratch.buffer, scratch.byteOffset, scratch.length >>> 3);
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+const U64_MAX = 2n ** 64n - 1n;
+const TYPE_CODE: Record<EntryType, number> = { file: 1, dir: 2, symlink: 3, fifo: 4, socket: 5, chardev: 6, blockdev: 7 };
+
+/**
+ * A SHA-256 over every field encodeTree writes, for entries in encodeTree's order (sorted
+ * by name bytes). Two entry lists with equal digests encode to the same bytes, so a tree
+ * id stored beside a digest can be reused without loading the tree it names. Much cheaper
+ * than encoding (no JSON, no bigint strings); the bytes are not a stored format, but the
+ * mapping must stay injective: every variable part has its length, every optional part a
+ * presence bit, and a bigint that does not fit its 64-bit slot is also written in decimal.
+ */
+export function entriesDigest(entries: readonly TreeEntry[]): Buffer {
+  let pos = 0;
+  const room = (n: number) => {
+    if (pos + n <= scratch.length) return;
+    const next = Buffer.allocUnsafeSlow(Math.max(scratch.length * 2, pos + n + 8));
+    scratch.copy(next, 0, 0, pos);
+    scratch = next;
+    f64 = new Float64Array(scratch.buffer, scratch.byteOffset, scratch.length >>> 3);
+    i64 = new BigInt64Array(scratch.buffer, scratch.byteOffset, scratch.length >>> 3);
+    u64 = new BigUint64Array(scratch.buffer, scratch.byteOffset, scratch.length >>> 3);
+  };
+  const u32 = (n: number) => {
+    room(4);
+    pos = scratch.writeUInt32LE(n >>> 0, pos);
+  };
+  const str = (s: string) => {
+    room(4 + 3 * s.length);
+    const n = scratch.write(s, pos + 4, 'utf8');
+    scratch.writeUInt32LE(n, pos);
+    pos += 4 + n;
+  };
+  const bytes = (b: Buffer) => {
+    u32(b.length);
+    room(b.length);
+    pos += b.copy(scratch, pos);
+  };
+  u32(entries.length);
+  for (const e of entries) {
+    // Fixed part, 8-byte aligned: numbers as doubles (exact), bigints in 64-bit slots.
+    room(88);
+    while ((pos & 7) !== 0) scratch[pos++] = 0; // the scratch is reused: padding must not carry old bytes
+    const w = pos >>> 3;
+    f64[w] = e.mode;
+    f64[w + 1] = e.uid;
+    f64[w + 2] = e.gid;
+    f64[w + 3] = e.size;
+    f64[w + 4] = e.nlink;
+    f64[w + 5] = e.rdev ?? -1;
+    i64[w + 6] = e.mtimeNs;
+    i64[w + 7] = e.ctimeNs;
+    u64[w + 8] = e.inode;
+    u64[w + 9] = e.dev;
+    pos += 80;
+    const wide =
+      (e.mtimeNs < I64_MIN || e.mtimeNs > I64_MAX ? 1 : 0) |
+      (e.ctimeNs < I64_MIN || e.ctimeNs > I64_MAX ? 2 : 0) |
+      (e.inode < 0n || e.inode > U64_MAX ? 4 : 0) |
+      (e.dev < 0n || e.dev > U64_MAX ? 8 : 0);
+    room(3);
+    scratch[pos++] = TYPE_CODE[e.type] ?? 0;
+    scratch[pos++] = wide;
+    // Presence bits, so absent and empty never collide.
+    scratch[pos++] =
+      (e.atimeNs !== undefined ? 1 : 0) |
+      (e.rdev !== undefined ? 2 : 0) |
+      (e.content !== undefined ? 4 : 0) |
+      (e.subtree !== undefined ? 8 : 0) |
+      (e.linkTarget !== undefined ? 16 : 0);
+    if (wide !== 0) for (const v of [e.mtimeNs, e.ctimeNs, e.inode, e.dev]) str(v.toString());
+    bytes(e.name);
+    if (e.atimeNs !== undefined) str(e.atimeNs.toString());
+    if (e.content !== undefined) {
+      u32(e.content.length);
+      for (const c of e.content) str(c);
+    }
+    if (e.subtree !== undefined) str(e.subtree);
+    if (e.linkTarget !== undefined) bytes(e.linkTarget);
+  }
+  return createHash('sha256').update(scratch.subarray(0, pos)).digest();
 }
