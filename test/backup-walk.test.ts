@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, lstat, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { nameKey } from '../src/backupdb/index.js';
-import type { BackupRepository } from '../src/jobs/backup-run.js';
+import { entryFromStat, type BackupRepository } from '../src/jobs/backup-run.js';
 import { restoreSnapshot } from '../src/jobs/restore.js';
-import { entriesDigest } from '../src/repo/tree-codec.js';
+import { EntriesDigest, entriesDigest } from '../src/repo/tree-codec.js';
 import type { TreeEntry } from '../src/repo/types.js';
 import { backup, jobSpec, openBackupEnv, spyRepo, type BackupEnv } from './helpers/backup-env.js';
 import { compareTrees, createTree, removeDir, tempDir } from './helpers/fixture-tree.js';
@@ -165,6 +165,21 @@ describe('entriesDigest', () => {
     entriesDigest([odd, odd]);
     assert.deepEqual(entriesDigest([base]), d1);
     assert.deepEqual(entriesDigest([odd, base]), entriesDigest([{ ...odd }, { ...base }]));
+  });
+
+  it("gives an unchanged file's stat and content the digest of the entry the walk would build", async () => {
+    const dir = await tempDir();
+    try {
+      await writeFile(join(dir, 'f'), 'content');
+      const st = await lstat(join(dir, 'f'), { bigint: true });
+      const content = ['d'.repeat(64)];
+      const entry = entryFromStat({ name: Buffer.from('f'), type: 'file', stat: st, descend: false }, content);
+      const viaStat = new EntriesDigest().add(base).addFile(Buffer.from('f'), st, content).digest();
+      assert.deepEqual(viaStat, entriesDigest([base, entry]));
+      assert.notDeepEqual(new EntriesDigest().addFile(Buffer.from('f'), st, []).digest(), entriesDigest([entry]));
+    } finally {
+      await removeDir(dir);
+    }
   });
 
   it('changes with every field encodeTree writes', () => {
