@@ -163,7 +163,9 @@ const NO_ROWS: ReadonlyMap<string, CachedDirRecord> = new Map();
 /** Directories whose cache rows are looked up in one query, at most. */
 const ROW_QUERY_MAX = 64;
 /** Subdirectories whose cache rows are asked for ahead of their other reads. */
-const ROWS_AHEAD = 16;
+const ROWS_AHEAD = 8;
+/** Rows RowLoader may hold that the walk has not asked for yet. */
+const SPECULATIVE_ROWS = 128;
 /**
  * Directories whose reads may wait, started, for the walk to get to them (beyond those it
  * asks for itself): bounds the memory of the eager reads below directories not walked yet.
@@ -266,20 +268,33 @@ interface Slot {
 /**
  * Cache rows on request, many directories per query: one query at a time, each taking
  * every request made meanwhile (a SQLite round trip costs ~0.1-0.2 ms of main thread,
- * a row in a batch of 16 a tenth of it). Only requested rows are loaded, so memory is
- * bounded by the reads started ahead. Never rejects: a failed or damaged load only
- * costs a re-read of those directories' files.
+ * a row in a batch of 16 a tenth of it). A row that arrives names its subdirectories
+ * (CachedDirInfo.subdirs): their rows are asked for at once, ahead of the walk, at most
+ * SPECULATIVE_ROWS held, so the queries stay large and memory bounded. Never rejects: a
+ * failed or damaged load only costs a re-read of those directories' files.
  */
 class RowLoader {
-  private pending: { dir: Buffer; resolve: (r: CachedDirRecord | null) => void }[] = [];
+  private pending: { dir: Buffer; key: string; resolve: (r: CachedDirRecord | null) => void }[] = [];
   private busy = false;
+  /** Rows asked for ahead of the walk, by nameKey of the path; handed over once. */
+  private readonly ahead = new Map<string, Promise<CachedDirRecord | null>>();
 
   constructor(private readonly load: ((dirs: readonly Buffer[]) => Promise<ReadonlyMap<string, CachedDirRecord>>) | null) {}
 
   get(dir: Buffer): Promise<CachedDirRecord | null> {
     if (!this.load) return Promise.resolve(null);
+    const key = dir.toString('latin1');
+    const early = this.ahead.get(key);
+    if (early) {
+      this.ahead.delete(key);
+      return early;
+    }
+    return this.ask(dir, key);
+  }
+
+  private ask(dir: Buffer, key: string): Promise<CachedDirRecord | null> {
     return new Promise((resolve) => {
-      this.pending.push({ dir, resolve });
+      this.pending.push({ dir, key, resolve });
       if (!this.busy) {
         this.busy = true;
         // After the current run of code: the requests it makes go into the same query.
@@ -297,7 +312,17 @@ class RowLoader {
     void this.load!(batch.map((b) => b.dir))
       .catch(() => NO_ROWS)
       .then((m) => {
-        for (const b of batch) b.resolve(m.get(b.dir.toString('latin1')) ?? null);
+        for (const b of batch) {
+          const r = m.get(b.key) ?? null;
+          if (r?.info) {
+            for (const name of r.info.subdirs.keys()) {
+              if (this.ahead.size >= SPECULATIVE_ROWS) break;
+              const childKey = b.key.length === 0 ? name : `${b.key}/${name}`;
+              if (!this.ahead.has(childKey)) this.ahead.set(childKey, this.ask(Buffer.from(childKey, 'latin1'), childKey));
+            }
+          }
+          b.resolve(r);
+        }
         this.pump();
       });
   }
