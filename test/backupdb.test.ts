@@ -284,6 +284,28 @@ describe('Database (promise layer)', () => {
     });
   });
 
+  it('keeps transactions apart after the connection was idle between them', async () => {
+    // The transaction context is switched off while no transaction runs (no promise
+    // hooks then); the next transaction must still see its own statements as inside.
+    await withDb(async ({ db }) => {
+      await db.exec('CREATE TABLE t (v INTEGER)');
+      for (let round = 0; round < 3; round++) {
+        await db.run('INSERT INTO t VALUES (?)', [round * 10]);
+        assert.equal(db.inTransaction, false);
+        await assert.rejects(
+          db.transaction(async () => {
+            assert.equal(db.inTransaction, true);
+            await db.run('INSERT INTO t VALUES (?)', [round * 10 + 1]);
+            await db.transaction(() => db.run('INSERT INTO t VALUES (?)', [round * 10 + 2]));
+            throw new Error('undo');
+          }),
+          /undo/,
+        );
+      }
+      assert.deepEqual(await db.all('SELECT v FROM t ORDER BY v'), [{ v: 0 }, { v: 10 }, { v: 20 }]);
+    });
+  });
+
   it('chunks a multi-row insert under the 32766-variable limit', async () => {
     await withDb(async ({ db }) => {
       await db.exec('CREATE TABLE t (a INTEGER, b TEXT, c BLOB)');

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   BackupDbError,
   decodeDir,
+  decodeDirRecord,
   encodeDir,
   keyName,
   nameKey,
@@ -136,6 +137,26 @@ describe('file cache', () => {
     });
   });
 
+  it('loads rows with their info in batches, leaving out uncached and damaged ones', async () => {
+    await withDb(async (db) => {
+      const info = { tree: ID_A, digest: Buffer.alloc(32, 7), subdirs: new Map([['x', ID_B]]) };
+      const rows = Array.from({ length: 300 }, (_, i) => ({
+        dir: Buffer.from(`d/${i}`),
+        entries: dirOf([[Buffer.from('f'), file({ size: i })]]),
+        ...(i % 2 === 0 ? { info } : {}),
+      }));
+      await db.fileCache.saveDirs('repo-1', 'b1', rows);
+      await db.db.run("UPDATE file_cache SET entries = X'0907' WHERE dir = ?", [Buffer.from('d/5')]);
+      const want = [...rows.map((r) => r.dir), Buffer.from('not/cached')];
+      const got = await db.fileCache.loadDirRecords('repo-1', 'b1', want);
+      assert.equal(got.size, 299);
+      assert.equal(got.get('d/5'), undefined, 'a damaged row is uncached');
+      assert.deepEqual(got.get('d/2'), { files: rows[2]!.entries, info });
+      assert.deepEqual(got.get('d/3'), { files: rows[3]!.entries, info: null });
+      assert.equal((await db.fileCache.loadDirRecords('repo-2', 'b1', want)).size, 0, 'another repository sees nothing');
+    });
+  });
+
   it('drops by repository and by job', async () => {
     await withDb(async (db) => {
       const dir = Buffer.from('x');
@@ -196,6 +217,33 @@ describe('file cache encoding', () => {
   it('is compact: under 80 bytes for a one-chunk file with a 15-byte name', () => {
     const one = encodeDir(dirOf([[Buffer.from('IMG_20260101.jpg'), file()]]));
     assert.ok(one.length < 80, `${one.length} bytes`);
+  });
+
+  it('keeps version 1 without directory info, and round-trips the info (version 2)', () => {
+    const files = dirOf([[NON_UTF8_NAME, file()], [Buffer.from('b'), file({ content: [] })]]);
+    const v1 = encodeDir(files);
+    assert.equal(v1[0], 1, 'rows without info stay readable by older versions');
+    assert.deepEqual(decodeDirRecord(v1), { files, info: null });
+    const info = {
+      tree: ID_B,
+      digest: Buffer.from('0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20', 'hex'),
+      subdirs: new Map([
+        [nameKey(NON_UTF8_NAME), ID_A],
+        ['sub', ID_B],
+      ]),
+    };
+    const v2 = encodeDir(files, info);
+    assert.equal(v2[0], 2);
+    assert.deepEqual(decodeDirRecord(v2), { files, info });
+    assert.deepEqual(decodeDir(v2), files, 'decodeDir gives the files of either version');
+    assert.throws(
+      () => decodeDirRecord(v2.subarray(0, v2.length - 1)),
+      (err: unknown) => err instanceof BackupDbError && err.code === 'BACKUPDB_CORRUPT_ENTRY',
+    );
+    assert.throws(
+      () => encodeDir(files, { ...info, tree: 'not hex' }),
+      (err: unknown) => err instanceof BackupDbError && err.code === 'BACKUPDB_INVALID_ARGUMENT',
+    );
   });
 
   it('rejects damaged blobs with BACKUPDB_CORRUPT_ENTRY', () => {

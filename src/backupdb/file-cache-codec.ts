@@ -22,6 +22,27 @@ export interface CachedFile {
 export type CachedDir = Map<string, CachedFile>;
 
 /**
+ * What the engine remembers of a directory as a whole (format version 2), so an
+ * unchanged directory is recognised without loading its previous tree: the tree id it
+ * was stored as, a digest of the entries that tree was built from, and the tree ids of
+ * its subdirectories. Opaque to the cache apart from the encoding.
+ */
+export interface CachedDirInfo {
+  /** Tree id (lowercase hex). */
+  tree: string;
+  /** Digest of the tree's entries (a few dozen bytes). */
+  digest: Buffer;
+  /** Every subdirectory of that tree: nameKey → its tree id (lowercase hex). */
+  subdirs: Map<string, string>;
+}
+
+/** One decoded row: its files, and the directory info when the row has one. */
+export interface CachedDirRecord {
+  files: CachedDir;
+  info: CachedDirInfo | null;
+}
+
+/**
  * The map key of a file name: its bytes as latin1, a lossless 1:1 mapping of bytes to
  * UTF-16 units (0x00–0xff), so non-UTF-8 names round-trip exactly and lookups cost one
  * `toString('latin1')`.
@@ -47,11 +68,18 @@ export function keyName(key: string): Buffer {
  *     varint contentCount, then per id: varint len, id bytes
  *     [varint extraLen, extra bytes]
  *
+ * Version 2 (written when the engine gives a CachedDirInfo) is version 1 with, after the
+ * entries:
+ *
+ *     varint treeIdLen, tree id bytes; varint digestLen, digest bytes
+ *     varint subdirCount, then per subdirectory: varint nameLen, name bytes, varint idLen, id bytes
+ *
  * About 70 bytes for a one-chunk file with a 15-byte name and a 32-byte id, a third of
  * the same data as JSON with hex, and faster to decode (no JSON.parse, no BigInt()
  * of strings).
  */
 const FORMAT_VERSION = 1;
+const FORMAT_WITH_INFO = 2;
 const FLAG_EXTRA = 1;
 const NON_LATIN1 = /[^\x00-\xff]/;
 const TWO_POW_53 = 2n ** 53n;
@@ -121,9 +149,10 @@ class Writer {
 }
 
 /** Encodes a directory's entries (see the format above). Throws BACKUPDB_INVALID_ARGUMENT on bad values. */
-export function encodeDir(entries: ReadonlyMap<string, CachedFile>): Buffer {
-  const w = new Writer(16 + entries.size * 96);
-  w.buf[w.pos++] = FORMAT_VERSION;
+export function encodeDir(entries: ReadonlyMap<string, CachedFile>, info?: CachedDirInfo | null): Buffer {
+  const w = new Writer(16 + entries.size * 96 + (info ? 80 + info.subdirs.size * 64 : 0));
+  // Version 1 when there is no info: rows stay readable by versions that only know it.
+  w.buf[w.pos++] = info ? FORMAT_WITH_INFO : FORMAT_VERSION;
   w.uvar(entries.size);
   for (const [key, f] of entries) {
     if (NON_LATIN1.test(key)) {
@@ -143,11 +172,28 @@ export function encodeDir(entries: ReadonlyMap<string, CachedFile>): Buffer {
     for (const id of f.content) w.hex(id);
     if (f.extra) w.bytes(f.extra);
   }
+  if (info) {
+    w.hex(info.tree);
+    w.bytes(info.digest);
+    w.uvar(info.subdirs.size);
+    for (const [key, id] of info.subdirs) {
+      if (NON_LATIN1.test(key)) {
+        throw new BackupDbError('BACKUPDB_INVALID_ARGUMENT', `file cache: key ${JSON.stringify(key)} is not a nameKey() (latin1) string`);
+      }
+      w.latin1(key);
+      w.hex(id);
+    }
+  }
   return Buffer.from(w.buf.subarray(0, w.pos));
 }
 
-/** Decodes {@link encodeDir}'s output. Throws BACKUPDB_CORRUPT_ENTRY on damaged input. */
+/** Decodes {@link encodeDir}'s output (the files only). Throws BACKUPDB_CORRUPT_ENTRY on damaged input. */
 export function decodeDir(buf: Buffer): CachedDir {
+  return decodeDirRecord(buf).files;
+}
+
+/** Decodes {@link encodeDir}'s output with its directory info. Throws BACKUPDB_CORRUPT_ENTRY on damaged input. */
+export function decodeDirRecord(buf: Buffer): CachedDirRecord {
   let pos = 0;
   const corrupt = (why: string): never => {
     throw new BackupDbError('BACKUPDB_CORRUPT_ENTRY', `file cache entry is damaged: ${why}`);
@@ -183,7 +229,7 @@ export function decodeDir(buf: Buffer): CachedDir {
     return at;
   };
 
-  if (buf.length === 0 || buf[0] !== FORMAT_VERSION) corrupt(`unknown format ${buf[0]}`);
+  if (buf.length === 0 || (buf[0] !== FORMAT_VERSION && buf[0] !== FORMAT_WITH_INFO)) corrupt(`unknown format ${buf[0]}`);
   pos = 1;
   const count = uvar();
   const out: CachedDir = new Map();
@@ -213,6 +259,26 @@ export function decodeDir(buf: Buffer): CachedDir {
     }
     out.set(key, file);
   }
+  let info: CachedDirInfo | null = null;
+  if (buf[0] === FORMAT_WITH_INFO) {
+    const hexAt = (): string => {
+      const len = uvar();
+      const at = take(len);
+      return buf.toString('hex', at, at + len);
+    };
+    const tree = hexAt();
+    const dlen = uvar();
+    const dat = take(dlen);
+    const digest = Buffer.from(buf.subarray(dat, dat + dlen));
+    const subdirs = new Map<string, string>();
+    const ns = uvar();
+    for (let i = 0; i < ns; i++) {
+      const nameLen = uvar();
+      const nameAt = take(nameLen);
+      subdirs.set(buf.toString('latin1', nameAt, nameAt + nameLen), hexAt());
+    }
+    info = { tree, digest, subdirs };
+  }
   if (pos !== buf.length) corrupt('trailing bytes');
-  return out;
+  return { files: out, info };
 }

@@ -1,14 +1,32 @@
 import type { Clock } from '../node/clock.js';
 import type { Database, SqlValue } from './db.js';
-import { decodeDir, encodeDir, nameKey, type CachedDir, type CachedFile } from './file-cache-codec.js';
+import {
+  decodeDir,
+  decodeDirRecord,
+  encodeDir,
+  nameKey,
+  type CachedDir,
+  type CachedDirInfo,
+  type CachedDirRecord,
+  type CachedFile,
+} from './file-cache-codec.js';
 
-export { nameKey, keyName, type CachedDir, type CachedFile } from './file-cache-codec.js';
+export {
+  nameKey,
+  keyName,
+  type CachedDir,
+  type CachedDirInfo,
+  type CachedDirRecord,
+  type CachedFile,
+} from './file-cache-codec.js';
 
 export interface CachedDirRow {
   /** The directory's path bytes, as the engine names it (relative to the job's source). */
   dir: Buffer;
   /** Its complete entries: saving replaces whatever was cached for the directory. */
   entries: ReadonlyMap<string, CachedFile>;
+  /** What the engine keeps about the directory as a whole; absent = none (a version-1 row). */
+  info?: CachedDirInfo | null;
 }
 
 /**
@@ -76,6 +94,34 @@ export class FileCacheApi {
   }
 
   /**
+   * `loadDirs` with each row's directory info, for the backup walk. A row that cannot be
+   * decoded is left out (the directory is then uncached: its files are read again).
+   * `dirs` is looked up in statements of LOAD_CHUNK directories; pass a bounded batch.
+   */
+  async loadDirRecords(repoId: string, job: string, dirs: readonly Buffer[]): Promise<Map<string, CachedDirRecord>> {
+    const out = new Map<string, CachedDirRecord>();
+    const setId = await this.findSet(repoId, job);
+    if (setId === undefined || dirs.length === 0) return out;
+    for (let i = 0; i < dirs.length; i += LOAD_CHUNK) {
+      const chunk = dirs.length <= LOAD_CHUNK ? dirs : dirs.slice(i, i + LOAD_CHUNK);
+      const rows = await this.db.all<{ dir: Buffer; entries: Buffer }>(
+        chunk.length === 1
+          ? 'SELECT dir, entries FROM file_cache WHERE set_id = ? AND dir = ?'
+          : `SELECT dir, entries FROM file_cache WHERE set_id = ? AND dir IN (${chunk.map(() => '?').join(',')})`,
+        [setId, ...chunk],
+      );
+      for (const r of rows) {
+        try {
+          out.set(nameKey(r.dir), decodeDirRecord(r.entries));
+        } catch {
+          // damaged: treated as uncached
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
    * Stores each directory's complete entries, replacing what was cached for it, in one
    * transaction with multi-row upserts. Call it with batches of directories (hundreds),
    * e.g. as the engine finishes them, not once per directory. A value that cannot be
@@ -84,7 +130,7 @@ export class FileCacheApi {
    */
   async saveDirs(repoId: string, job: string, rows: readonly CachedDirRow[]): Promise<void> {
     if (rows.length === 0) return;
-    const encoded = rows.map((r) => [r.dir, encodeDir(r.entries)] as const);
+    const encoded = rows.map((r) => [r.dir, encodeDir(r.entries, r.info)] as const);
     const now = this.clock.nowMs();
     await this.db.transaction(async () => {
       const setId = await this.ensureSet(repoId, job, now);

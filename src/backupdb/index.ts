@@ -12,8 +12,17 @@ import { UsageApi } from './usage.js';
 export { Database, MAX_BATCH_ROWS, MAX_VARIABLES, type Row, type SqlParams, type SqlValue, type WriteResult } from './db.js';
 export { BackupDbError, type BackupDbErrorCode } from './errors.js';
 export { EVENT_LEVELS, EventsApi, type EventLevel, type EventRecord, type ListEventsOptions, type NewEvent } from './events.js';
-export { FileCacheApi, keyName, nameKey, type CachedDir, type CachedDirRow, type CachedFile } from './file-cache.js';
-export { decodeDir, encodeDir } from './file-cache-codec.js';
+export {
+  FileCacheApi,
+  keyName,
+  nameKey,
+  type CachedDir,
+  type CachedDirInfo,
+  type CachedDirRecord,
+  type CachedDirRow,
+  type CachedFile,
+} from './file-cache.js';
+export { decodeDir, decodeDirRecord, encodeDir } from './file-cache-codec.js';
 export { JobsApi, emptyJobState, type JobState } from './jobs.js';
 export { APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate, readSchemaVersion, type Migration } from './migrations.js';
 export {

@@ -3,9 +3,10 @@ import { lstat, readlink, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { abortError, type Clock } from '../node/clock.js';
 import type { JobConfig } from '../node/config/types.js';
-import type { CachedFile } from '../backupdb/file-cache.js';
+import { keyName, type CachedDirInfo, type CachedDirRecord, type CachedFile } from '../backupdb/file-cache-codec.js';
 import type {
   EntryStat,
+  EntryType,
   FileStatAfter,
   RawDirEntry,
   SaveFileOptions,
@@ -15,7 +16,7 @@ import type {
   Tree,
   TreeEntry,
 } from '../repo/types.js';
-import { sameEntries } from '../repo/tree-codec.js';
+import { EntriesDigest, sameEntries } from '../repo/tree-codec.js';
 import { checkDeletionRatio, checkSourceBeforeRun, type GuardRefusal } from './mass-delete-guard.js';
 import { addWarning, cloneStats, emptyStats, statsFromJson, type RunStats } from './run-stats.js';
 import { displayPath, fsWarning, joinRel, Walker, type DirListing, type WalkEntry } from './walk.js';
@@ -44,16 +45,18 @@ export interface CacheDirRow {
   dir: Buffer;
   /** Every file of the directory whose content is stored, keyed by nameKey (latin1 of the name bytes). */
   entries: ReadonlyMap<string, CachedFile>;
+  /** The directory's tree, when the row holds every file of it (see PrevDir). */
+  info?: CachedDirInfo | null;
 }
 
 /**
  * The backupdb file cache as the run uses it (`BackupDb.fileCache` fits): one row per
  * directory, tied to a repository id and a job; keys are the names in latin1 (a 1:1
- * byte mapping). `loadDir` gives null for an uncached directory; `saveDirs` replaces
- * the given directories' rows atomically.
+ * byte mapping). `loadDirRecords` gives the rows of the cached directories among `dirs`
+ * (keyed by nameKey of the path); `saveDirs` replaces the given directories' rows atomically.
  */
 export interface FileCachePort {
-  loadDir(repoId: string, job: string, dir: Buffer): Promise<ReadonlyMap<string, CachedFile> | null>;
+  loadDirRecords(repoId: string, job: string, dirs: readonly Buffer[]): Promise<ReadonlyMap<string, CachedDirRecord>>;
   saveDirs(repoId: string, job: string, rows: readonly CacheDirRow[]): Promise<void>;
 }
 
@@ -142,15 +145,187 @@ const EMPTY_CACHE: ReadonlyMap<string, CachedFile> = new Map();
 /** Sibling directories whose reads are started ahead of the walk (bounded: memory and open I/O). */
 const PREFETCH_DIRS = 4;
 
+/**
+ * The previous snapshot's view of one directory. A cache row whose info names the very
+ * tree the previous snapshot has there stands for it (the row holds every file of that
+ * tree with its identity and content, and every subdirectory's tree id: all the walk
+ * needs), so that tree is not loaded. Otherwise the tree is loaded; `error` when that
+ * failed; nothing when there was no previous directory.
+ */
+interface PrevDir {
+  row?: { files: ReadonlyMap<string, CachedFile>; subdirs: ReadonlyMap<string, string> };
+  tree?: Tree;
+  error?: string;
+}
+
+const NO_PREV: PrevDir = {};
+const NO_ROWS: ReadonlyMap<string, CachedDirRecord> = new Map();
+/** Directories whose cache rows are looked up in one query, at most. */
+const ROW_QUERY_MAX = 64;
+/** Subdirectories whose cache rows are asked for ahead of their other reads. */
+const ROWS_AHEAD = 8;
+/** Rows RowLoader may hold that the walk has not asked for yet. */
+const SPECULATIVE_ROWS = 128;
+/**
+ * Directories whose reads may wait, started, for the walk to get to them (beyond those it
+ * asks for itself): bounds the memory of the eager reads below directories not walked yet.
+ */
+const AHEAD_MAX = 64;
+/** Subdirectories whose reads start as soon as their parent's reads are in. */
+const EAGER_SUBDIRS = 2;
+
+/** One directory's reads, all in: its listing, cache row and previous entries. */
+interface DirView {
+  listing: DirListing;
+  row: CachedDirRecord | null;
+  /** The previous entries when the cache row stands for the previous tree… */
+  prevRow: PrevDir['row'] | null;
+  /** …or the previous tree's entries by nameKey (null: none, or prevRow). */
+  prevMap: Map<string, TreeEntry> | null;
+  prevEntries: TreeEntry[] | undefined;
+  prevError: string | undefined;
+  /** Indexes in listing.entries of the subdirectories to descend into. */
+  subdirs: number[];
+}
+
+function dirView(listing: DirListing, row: CachedDirRecord | null, prev: PrevDir): DirView {
+  let prevMap: Map<string, TreeEntry> | null = null;
+  if (prev.tree) {
+    prevMap = new Map();
+    for (const e of prev.tree.entries) prevMap.set(e.name.toString('latin1'), e);
+  }
+  const subdirs: number[] = [];
+  for (let i = 0; i < listing.entries.length; i++) {
+    const e = listing.entries[i]!;
+    if (e.type === 'dir' && e.descend) subdirs.push(i);
+  }
+  return { listing, row, prevRow: prev.row ?? null, prevMap, prevEntries: prev.tree?.entries, prevError: prev.error, subdirs };
+}
+
+/** The previous tree id of subdirectory `key` (nameKey) in a directory's previous entries. */
+function prevSubOf(v: DirView, key: string): string | undefined {
+  if (v.prevRow) return v.prevRow.subdirs.get(key);
+  const p = v.prevMap?.get(key);
+  return p?.type === 'dir' ? p.subtree : undefined;
+}
+
 /** The reads of one directory, started ahead (see BackupRun.prefetch). */
-interface DirPrefetch {
-  listing: Promise<DirListing>;
-  prevTree: Promise<{ tree: Tree } | { error: string } | null>;
-  cache: Promise<ReadonlyMap<string, CachedFile>>;
+interface DirReads {
+  readonly rel: Buffer;
+  readonly view: Promise<DirView>;
+  /** processDir has it: no more eager reads below it (the walk drives them). */
+  taken: boolean;
+  subdirReads: SubdirReads | null;
+}
+
+/**
+ * The reads of one directory's subdirectories, started in walk order as far as asked;
+ * their cache rows are asked for ROWS_AHEAD further, so that RowLoader's queries hold
+ * more directories (memory: ROWS_AHEAD rows at most per instance).
+ */
+class SubdirReads {
+  private next = 0;
+  private readonly started = new Map<number, DirReads>();
+  private rowsAsked = 0;
+  private readonly rows = new Map<number, Promise<CachedDirRecord | null>>();
+
+  constructor(
+    private readonly rel: Buffer,
+    private readonly v: DirView,
+    private readonly loader: RowLoader,
+    private readonly start: (rel: Buffer, prevTreeId: string | undefined, row: Promise<CachedDirRecord | null>) => DirReads,
+  ) {}
+
+  /** Starts the reads of subdirectories 0..k (in walk order) not started yet. */
+  upTo(k: number): void {
+    const { subdirs, listing } = this.v;
+    while (this.next < subdirs.length && this.next <= k) {
+      const n = this.next++;
+      const want = Math.min(subdirs.length, n + ROWS_AHEAD);
+      for (; this.rowsAsked < want; this.rowsAsked++) {
+        this.rows.set(this.rowsAsked, this.loader.get(joinRel(this.rel, listing.entries[subdirs[this.rowsAsked]!]!.name)));
+      }
+      const row = this.rows.get(n)!;
+      this.rows.delete(n);
+      const i = subdirs[n]!;
+      const name = listing.entries[i]!.name;
+      this.started.set(i, this.start(joinRel(this.rel, name), prevSubOf(this.v, name.toString('latin1')), row));
+    }
+  }
+
+  /** The reads of subdirectory `i` (index in the listing), handed over once. */
+  take(i: number): DirReads | undefined {
+    const r = this.started.get(i);
+    this.started.delete(i);
+    return r;
+  }
 }
 
 interface Slot {
   release(): void;
+}
+
+/**
+ * Cache rows on request, many directories per query: one query at a time, each taking
+ * every request made meanwhile (a SQLite round trip costs ~0.1-0.2 ms of main thread,
+ * a row in a batch of 16 a tenth of it). A row that arrives names its subdirectories
+ * (CachedDirInfo.subdirs): their rows are asked for at once, ahead of the walk, at most
+ * SPECULATIVE_ROWS held, so the queries stay large and memory bounded. Never rejects: a
+ * failed or damaged load only costs a re-read of those directories' files.
+ */
+class RowLoader {
+  private pending: { dir: Buffer; key: string; resolve: (r: CachedDirRecord | null) => void }[] = [];
+  private busy = false;
+  /** Rows asked for ahead of the walk, by nameKey of the path; handed over once. */
+  private readonly ahead = new Map<string, Promise<CachedDirRecord | null>>();
+
+  constructor(private readonly load: ((dirs: readonly Buffer[]) => Promise<ReadonlyMap<string, CachedDirRecord>>) | null) {}
+
+  get(dir: Buffer): Promise<CachedDirRecord | null> {
+    if (!this.load) return Promise.resolve(null);
+    const key = dir.toString('latin1');
+    const early = this.ahead.get(key);
+    if (early) {
+      this.ahead.delete(key);
+      return early;
+    }
+    return this.ask(dir, key);
+  }
+
+  private ask(dir: Buffer, key: string): Promise<CachedDirRecord | null> {
+    return new Promise((resolve) => {
+      this.pending.push({ dir, key, resolve });
+      if (!this.busy) {
+        this.busy = true;
+        // After the current run of code: the requests it makes go into the same query.
+        queueMicrotask(() => this.pump());
+      }
+    });
+  }
+
+  private pump(): void {
+    if (this.pending.length === 0) {
+      this.busy = false;
+      return;
+    }
+    const batch = this.pending.splice(0, ROW_QUERY_MAX);
+    void this.load!(batch.map((b) => b.dir))
+      .catch(() => NO_ROWS)
+      .then((m) => {
+        for (const b of batch) {
+          const r = m.get(b.key) ?? null;
+          if (r?.info) {
+            for (const name of r.info.subdirs.keys()) {
+              if (this.ahead.size >= SPECULATIVE_ROWS) break;
+              const childKey = b.key.length === 0 ? name : `${b.key}/${name}`;
+              if (!this.ahead.has(childKey)) this.ahead.set(childKey, this.ask(Buffer.from(childKey, 'latin1'), childKey));
+            }
+          }
+          b.resolve(r);
+        }
+        this.pump();
+      });
+  }
 }
 
 /** A counting semaphore with a bounded waiting line (backpressure for the walk). */
@@ -229,6 +404,9 @@ class BackupRun {
   private parked: Promise<void> | null = null;
   /** A periodic checkpoint is running (maybeCheckpoint). */
   private checkpointing = false;
+  /** Directories whose reads were started and that processDir has not taken yet. */
+  private ahead = 0;
+  private readonly rows: RowLoader;
 
   constructor(private readonly o: BackupRunOptions) {
     this.startMs = o.clock.nowMs();
@@ -245,6 +423,10 @@ class BackupRun {
       ...(o.repo.listDir ? { lister: (p: Buffer) => o.repo.listDir!(p) } : {}),
     });
     this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 256));
+    const cache = o.fileCache;
+    this.rows = new RowLoader(
+      cache ? (dirs) => cache.loadDirRecords(o.repo.id, o.job.name, dirs) : null,
+    );
   }
 
   async execute(): Promise<RunResult> {
@@ -425,33 +607,41 @@ class BackupRun {
   }
 
   /**
-   * Backs up directory `rel` and returns its tree id (null in a dry run). Files are handed
-   * to the limiter and run while the walk goes on into subdirectories; the directory's
-   * tree is saved once all of its entries are done.
+   * Starts the reads one directory needs (listing, cache row, previous tree) at once, so
+   * their latencies (worker pool, SQLite) overlap with each other and with the work on
+   * the directories before it. The previous tree is only loaded when the cache row does
+   * not stand for it (see PrevDir). Once they are in, and while fewer than AHEAD_MAX
+   * directories wait to be walked, the reads of its first subdirectories start too: the
+   * reads run ahead of the walk down the tree, not only across siblings. Never rejects.
    */
-  /**
-   * Starts the reads one directory needs (listing, previous tree, cache row) at once, so
-   * their latencies (libuv pool, SQLite) overlap with each other and with the work on
-   * the directories before it. Never rejects.
-   */
-  private prefetch(rel: Buffer, prevTreeId: string | undefined): DirPrefetch {
+  private prefetch(rel: Buffer, prevTreeId: string | undefined, rowAsked?: Promise<CachedDirRecord | null>): DirReads {
     const o = this.o;
-    return {
-      listing: this.walker.listDir(rel),
-      prevTree: prevTreeId
-        ? o.repo.loadTree(prevTreeId).then(
-            (tree) => ({ tree }),
-            (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
-          )
-        : Promise.resolve(null),
-      cache: o.fileCache
-        ? o.fileCache.loadDir(o.repo.id, o.job.name, rel).then(
-            (c) => c ?? EMPTY_CACHE,
-            // A damaged row only costs a re-read of this directory's files.
-            () => EMPTY_CACHE,
-          )
-        : Promise.resolve(EMPTY_CACHE),
-    };
+    const listing = this.walker.listDir(rel);
+    const row = rowAsked ?? this.rows.get(rel);
+    const prev: Promise<PrevDir> =
+      prevTreeId === undefined
+        ? Promise.resolve(NO_PREV)
+        : row.then((r): PrevDir | Promise<PrevDir> =>
+            r?.info && r.info.tree === prevTreeId
+              ? { row: { files: r.files, subdirs: r.info.subdirs } }
+              : o.repo.loadTree(prevTreeId).then(
+                  (tree) => ({ tree }),
+                  (err: unknown) => ({ error: err instanceof Error ? err.message : String(err) }),
+                ),
+          );
+    const view = Promise.all([listing, row, prev]).then(([l, r, p]) => dirView(l, r, p));
+    const reads: DirReads = { rel, view, taken: false, subdirReads: null };
+    this.ahead++;
+    void view.then((v) => {
+      if (reads.taken || this.ahead >= AHEAD_MAX || v.subdirs.length === 0 || this.fatal || this.o.signal?.aborted) return;
+      this.subdirReadsOf(reads, v).upTo(EAGER_SUBDIRS - 1);
+    });
+    return reads;
+  }
+
+  private subdirReadsOf(reads: DirReads, v: DirView): SubdirReads {
+    reads.subdirReads ??= new SubdirReads(reads.rel, v, this.rows, (r, t, row) => this.prefetch(r, t, row));
+    return reads.subdirReads;
   }
 
   /**
@@ -461,119 +651,186 @@ class BackupRun {
    * subdirectories' trees are saved. So the walk never waits for a directory's files: it
    * goes on with the next ones while the workers read (backpressure is the limiter).
    */
-  private async processDir(rel: Buffer, prevTreeId: string | undefined, pre?: DirPrefetch): Promise<{ tree: Promise<string | null> }> {
+  private async processDir(rel: Buffer, prevTreeId: string | undefined, pre?: DirReads): Promise<{ tree: Promise<string | null> }> {
     await this.checkpointGate();
     const o = this.o;
     pre ??= this.prefetch(rel, prevTreeId);
-    const listing = await pre.listing;
+    pre.taken = true;
+    this.ahead--;
+    const v = await pre.view;
+    const { listing, row, prevRow, prevMap } = v;
     this.noteListing(listing);
-    const prev = new Map<string, TreeEntry>();
-    const prevTree = await pre.prevTree;
-    if (prevTree && 'tree' in prevTree) for (const e of prevTree.tree.entries) prev.set(e.name.toString('latin1'), e);
-    else if (prevTree) this.warn(rel, `previous snapshot's listing unreadable, treating files as new: ${prevTree.error}`);
-    const cache = await pre.cache;
+    const cache = row?.files ?? EMPTY_CACHE;
+    if (v.prevError !== undefined) this.warn(rel, `previous snapshot's listing unreadable, treating files as new: ${v.prevError}`);
 
     // Subdirectories to descend into, with their reads started PREFETCH_DIRS ahead.
-    const subdirs: number[] = [];
-    for (let i = 0; i < listing.entries.length; i++) {
-      const e = listing.entries[i]!;
-      if (e.type === 'dir' && e.descend) subdirs.push(i);
-    }
-    const prefetched = new Map<number, DirPrefetch>();
-    let nextPrefetch = 0;
-    const prefetchUpTo = (k: number) => {
-      while (nextPrefetch < subdirs.length && nextPrefetch <= k) {
-        const i = subdirs[nextPrefetch++]!;
-        const e = listing.entries[i]!;
-        const p = prev.get(e.name.toString('latin1'));
-        prefetched.set(i, this.prefetch(joinRel(rel, e.name), p?.type === 'dir' ? p.subtree : undefined));
-      }
-    };
-    prefetchUpTo(PREFETCH_DIRS - 1);
+    const kids = this.subdirReadsOf(pre, v);
+    kids.upTo(PREFETCH_DIRS - 1);
     let subdirsDone = 0;
 
     const out: (TreeEntry | null)[] = new Array(listing.entries.length).fill(null);
+    /** Content of the unchanged files decided inline, by listing index (their entries are built only if needed). */
+    let hits: (string[] | undefined)[] | undefined;
     const cacheFiles = new Map<string, CachedFile>();
     const dirState = { cacheHits: 0 };
     const pending: Promise<void>[] = [];
-    const subtrees: { i: number; base: TreeEntry; tree: Promise<string | null> }[] = [];
+    const subtrees: { i: number; e: WalkEntry; tree: Promise<string | null> }[] = [];
+    let prevSeen = 0;
     for (let i = 0; i < listing.entries.length; i++) {
       const e = listing.entries[i]!;
       const key = e.name.toString('latin1');
-      const prevEntry = prev.get(key);
-      prev.delete(key);
-      const childRel = joinRel(rel, e.name);
-      const base = entryFromStat(e);
+      // What the previous snapshot had under this name: its type, and a file's identity
+      // and content or a directory's tree id.
+      let pType: EntryType | undefined;
+      let pFile: CachedFile | undefined;
+      let pSub: string | undefined;
+      if (prevRow) {
+        pFile = prevRow.files.get(key);
+        if (pFile) pType = 'file';
+        else if ((pSub = prevRow.subdirs.get(key)) !== undefined) pType = 'dir';
+      } else if (prevMap) {
+        const p = prevMap.get(key);
+        if (p) {
+          pType = p.type;
+          pSub = p.subtree;
+          if (p.type === 'file' && p.content) pFile = fromTreeEntry(p);
+        }
+      }
+      if (pType) prevSeen++;
       switch (e.type) {
         case 'file': {
-          if (prevEntry?.type === 'file') this.stats.filesPrevious++;
-          else if (prevEntry) await this.countRemovedEntry(prevEntry, childRel);
-          const background = await this.processFile(childRel, e, base, cache.get(key), prevEntry, cacheFiles, out, i, dirState);
+          if (pType === 'file') this.stats.filesPrevious++;
+          else if (pType) await this.countRemovedPrev(pType, pSub, joinRel(rel, e.name));
+          const cached = cache.get(key);
+          const known = cached ?? pFile;
+          // The usual case, unchanged, decided here without a promise per file.
+          if (known && sameFile(known, e.stat) && this.blobsPresentNow(known.content)) {
+            this.countFile(e.stat);
+            this.stats.filesUnchanged++;
+            this.stats.bytesUnchanged += Number(e.stat.size);
+            (hits ??= new Array<string[] | undefined>(listing.entries.length))[i] = known.content;
+            cacheFiles.set(key, known);
+            if (known === cached) dirState.cacheHits++;
+            break;
+          }
+          const background = await this.processFile(joinRel(rel, e.name), e, key, known, cached, pType === 'file', cacheFiles, out, i, dirState);
           if (background) pending.push(background.task);
           break;
         }
         case 'dir': {
           this.stats.dirs++;
-          const prevSub = prevEntry?.type === 'dir' ? prevEntry.subtree : undefined;
+          const childRel = joinRel(rel, e.name);
+          const prevSub = pType === 'dir' ? pSub : undefined;
           if (e.descend) {
-            prefetchUpTo(subdirsDone + PREFETCH_DIRS);
-            const childPre = prefetched.get(i);
-            prefetched.delete(i);
+            kids.upTo(subdirsDone + PREFETCH_DIRS);
+            const childPre = kids.take(i);
             subdirsDone++;
-            subtrees.push({ i, base, tree: (await this.processDir(childRel, prevSub, childPre)).tree });
-          }
-          else {
+            subtrees.push({ i, e, tree: (await this.processDir(childRel, prevSub, childPre)).tree });
+          } else {
             const subtree = await this.emptyTree();
             if (prevSub) await this.countRemoved(prevSub, childRel);
-            out[i] = subtree === null ? { ...base } : { ...base, subtree };
+            out[i] = entryFromStat(e, undefined, subtree ?? undefined);
           }
-          if (prevEntry && prevEntry.type !== 'dir') await this.countRemovedEntry(prevEntry, childRel);
+          if (pType && pType !== 'dir') await this.countRemovedPrev(pType, pSub, childRel);
           break;
         }
         case 'symlink': {
+          const childRel = joinRel(rel, e.name);
           try {
             const target = await readlink(this.walker.absPath(childRel), { encoding: 'buffer' });
-            out[i] = { ...base, linkTarget: target };
+            const entry = entryFromStat(e);
+            entry.linkTarget = target;
+            out[i] = entry;
             this.stats.symlinks++;
           } catch (err) {
             this.warn(childRel, fsWarning(childRel, err, 'cannot read symlink').message);
           }
-          if (prevEntry) await this.countRemovedEntry(prevEntry, childRel);
+          if (pType) await this.countRemovedPrev(pType, pSub, childRel);
           break;
         }
         default: {
           this.stats.specials++;
-          out[i] = base;
-          if (prevEntry) await this.countRemovedEntry(prevEntry, childRel);
+          out[i] = entryFromStat(e);
+          if (pType) await this.countRemovedPrev(pType, pSub, joinRel(rel, e.name));
         }
       }
     }
-    for (const [, p] of prev) await this.countRemovedEntry(p, joinRel(rel, p.name));
+    // Previous entries whose names are gone: removed (found by a set only when some are).
+    const prevCount = prevRow ? prevRow.files.size + prevRow.subdirs.size : (prevMap?.size ?? 0);
+    if (prevSeen < prevCount) {
+      const present = new Set(listing.entries.map((e) => e.name.toString('latin1')));
+      if (prevMap) {
+        for (const [k, p] of prevMap) if (!present.has(k)) await this.countRemovedPrev(p.type, p.subtree, joinRel(rel, p.name));
+      } else if (prevRow) {
+        for (const k of prevRow.files.keys()) if (!present.has(k)) await this.countRemovedPrev('file', undefined, joinRel(rel, keyName(k)));
+        for (const [k, sub] of prevRow.subdirs) if (!present.has(k)) await this.countRemoved(sub, joinRel(rel, keyName(k)));
+      }
+    }
+    const prevEntries = v.prevEntries;
 
     const finish = async (): Promise<string | null> => {
       await Promise.all(pending);
       for (const d of subtrees) {
         const subtree = await d.tree;
-        out[d.i] = subtree === null ? { ...d.base } : { ...d.base, subtree };
+        out[d.i] = entryFromStat(d.e, undefined, subtree ?? undefined);
       }
       if (this.fatal) throw this.fatal;
       let treeId: string | null = null;
       if (!o.dryRun) {
-        const entries = out.filter((x): x is TreeEntry => x !== null);
-        // Unchanged directory: the previous tree is this very tree (no encoding, no hashing).
-        const same =
-          prevTreeId !== undefined &&
-          prevTree !== null &&
-          'tree' in prevTree &&
-          sameEntries(entries, prevTree.tree.entries) &&
-          (await o.repo.hasBlob(prevTreeId));
-        treeId = same ? prevTreeId : await o.repo.saveTree({ entries });
-        // A row equal to the cached one (every file a hit on it) need not be written again.
-        const sameRow = dirState.cacheHits === cacheFiles.size && cacheFiles.size === cache.size;
-        if (o.fileCache && !sameRow) {
-          this.pendingRows.push({ dir: rel, entries: cacheFiles });
-          this.pendingRowFiles += cacheFiles.size + 1;
-          await this.maybeCheckpoint();
+        // The digest of the entries; an unchanged file's entry (hits[i]) is only built
+        // when the tree must be: most directories are unchanged.
+        let digest: Buffer | null = null;
+        let files = 0;
+        if (o.fileCache) {
+          const d = new EntriesDigest();
+          for (let i = 0; i < out.length; i++) {
+            const x = out[i];
+            const c = hits?.[i];
+            if (x) d.add(x);
+            else if (c) d.addFile(listing.entries[i]!.name, listing.entries[i]!.stat, c);
+            if (x?.type === 'file' || c) files++;
+          }
+          digest = d.digest();
+        }
+        const entriesNow = (): TreeEntry[] => {
+          const list: TreeEntry[] = [];
+          for (let i = 0; i < out.length; i++) {
+            const c = hits?.[i];
+            const x = out[i] ?? (c ? entryFromStat(listing.entries[i]!, c) : null);
+            if (x) list.push(x);
+          }
+          return list;
+        };
+        // Unchanged directory: the tree named by the cache row (same digest) or the
+        // previous snapshot's (same entries) is this very tree: no encoding, no hashing.
+        if (digest && row?.info && row.info.digest.equals(digest) && (await o.repo.hasBlob(row.info.tree))) {
+          treeId = row.info.tree;
+        } else {
+          const entries = entriesNow();
+          if (
+            prevTreeId !== undefined &&
+            prevEntries !== undefined &&
+            sameEntries(entries, prevEntries) &&
+            (await o.repo.hasBlob(prevTreeId))
+          ) {
+            treeId = prevTreeId;
+          } else treeId = await o.repo.saveTree({ entries });
+        }
+        if (o.fileCache && digest) {
+          // The row stands for the tree only when it holds every file of it (content known).
+          const subdirIds = new Map<string, string>();
+          for (const x of out) if (x?.type === 'dir' && x.subtree !== undefined) subdirIds.set(x.name.toString('latin1'), x.subtree);
+          const info: CachedDirInfo | null = files === cacheFiles.size ? { tree: treeId, digest, subdirs: subdirIds } : null;
+          // A row equal to the cached one (every file a hit on it, same tree) need not be written again.
+          const sameRow =
+            dirState.cacheHits === cacheFiles.size &&
+            cacheFiles.size === cache.size &&
+            (info ? row?.info?.tree === treeId && row.info.digest.equals(digest) : !row?.info);
+          if (!sameRow) {
+            this.pendingRows.push({ dir: rel, entries: cacheFiles, info });
+            this.pendingRowFiles += cacheFiles.size + 1;
+            await this.maybeCheckpoint();
+          }
         }
       }
       this.reportProgress();
@@ -588,11 +845,11 @@ class BackupRun {
   }
 
   /** Counts a previous entry that is gone (or changed type) as removed files. */
-  private async countRemovedEntry(p: TreeEntry, path: Buffer): Promise<void> {
-    if (p.type === 'file') {
+  private async countRemovedPrev(type: EntryType, subtree: string | undefined, path: Buffer): Promise<void> {
+    if (type === 'file') {
       this.stats.filesPrevious++;
       this.stats.filesRemoved++;
-    } else if (p.type === 'dir' && p.subtree) await this.countRemoved(p.subtree, path);
+    } else if (type === 'dir' && subtree) await this.countRemoved(subtree, path);
   }
 
   private async countRemoved(treeId: string, path: Buffer): Promise<void> {
@@ -602,21 +859,34 @@ class BackupRun {
     } catch {
       return;
     }
-    for (const e of tree.entries) await this.countRemovedEntry(e, joinRel(path, e.name));
+    for (const e of tree.entries) await this.countRemovedPrev(e.type, e.subtree, joinRel(path, e.name));
+  }
+
+  private countFile(st: EntryStat): void {
+    this.stats.filesTotal++;
+    this.stats.bytesTotal += Number(st.size);
+  }
+
+  /** True when every blob is known to be in the repository; false when one is not or the answer would need a wait. */
+  private blobsPresentNow(ids: readonly string[]): boolean {
+    for (const id of ids) if (this.o.repo.hasBlob(id) !== true) return false;
+    return true;
   }
 
   /**
-   * Decides what to do with one file. Unchanged files and hard links to a file already
-   * read are finished here. A file to read gets a limiter slot here (so the walk waits
-   * while every slot is busy: backpressure) and is read in the background; the returned
-   * `task` settles when it is stored (it never rejects: errors go to `this.fatal`).
+   * Decides what to do with one file the fast path in processDir did not settle.
+   * Unchanged files and hard links to a file already read are finished here. A file to
+   * read gets a limiter slot here (so the walk waits while every slot is busy:
+   * backpressure) and is read in the background; the returned `task` settles when it is
+   * stored (it never rejects: errors go to `this.fatal`).
    */
   private async processFile(
     rel: Buffer,
     e: WalkEntry,
-    base: TreeEntry,
+    key: string,
+    known: CachedFile | undefined,
     cached: CachedFile | undefined,
-    prevEntry: TreeEntry | undefined,
+    prevWasFile: boolean,
     cacheFiles: Map<string, CachedFile>,
     out: (TreeEntry | null)[],
     index: number,
@@ -624,40 +894,31 @@ class BackupRun {
   ): Promise<{ task: Promise<void> } | null> {
     const st = e.stat;
     const size = Number(st.size);
-    this.stats.filesTotal++;
-    this.stats.bytesTotal += size;
+    this.countFile(st);
     const o = this.o;
 
     // 1. Unchanged: the cache (or, without a cache row, the previous snapshot) knows this
     //    exact file and every blob of its content is still in the repository.
-    const fromPrev: CachedFile | undefined =
-      prevEntry?.type === 'file' && prevEntry.content
-        ? {
-            size: prevEntry.size,
-            mtimeNs: prevEntry.mtimeNs,
-            ctimeNs: prevEntry.ctimeNs,
-            inode: prevEntry.inode,
-            dev: prevEntry.dev,
-            content: prevEntry.content,
-          }
-        : undefined;
-    const known = cached ?? fromPrev;
     if (known && sameFile(known, st) && (await this.allBlobsPresent(known.content))) {
       this.stats.filesUnchanged++;
       this.stats.bytesUnchanged += size;
-      out[index] = { ...base, content: known.content };
-      cacheFiles.set(e.name.toString('latin1'), known);
+      out[index] = entryFromStat(e, known.content);
+      cacheFiles.set(key, known);
       if (known === cached) dirState.cacheHits++;
       return null;
     }
-    if (prevEntry?.type === 'file') {
+    if (prevWasFile && known) {
       this.stats.filesChanged++;
       this.stats.bytesChangedFiles += size;
-      const ref = known!;
+      const ref = known;
       if (ref.size !== size) this.stats.changedReasons.size++;
       if (ref.mtimeNs !== st.mtimeNs) this.stats.changedReasons.mtime++;
       if (ref.ctimeNs !== st.ctimeNs) this.stats.changedReasons.ctime++;
       if (ref.inode !== st.ino || ref.dev !== st.dev) this.stats.changedReasons.inode++;
+    } else if (prevWasFile) {
+      // A previous file without content (never in a tree this engine wrote): changed, no reason known.
+      this.stats.filesChanged++;
+      this.stats.bytesChangedFiles += size;
     } else {
       this.stats.filesNew++;
       this.stats.bytesNewFiles += size;
@@ -665,7 +926,7 @@ class BackupRun {
 
     if (o.dryRun) {
       this.stats.bytesRead += size;
-      out[index] = base;
+      out[index] = entryFromStat(e);
       return null;
     }
 
@@ -675,8 +936,8 @@ class BackupRun {
     if (first) {
       const content = await first;
       if (content) {
-        out[index] = { ...base, content };
-        cacheFiles.set(e.name.toString('latin1'), cacheEntry(st, content));
+        out[index] = entryFromStat(e, content);
+        cacheFiles.set(key, cacheEntry(st, content));
         return null;
       }
     }
@@ -692,8 +953,8 @@ class BackupRun {
         const stored = await this.storeFile(rel, st);
         if (stored) {
           content = stored.content;
-          out[index] = { ...base, ...stored.meta, content: stored.content };
-          if (stored.consistent) cacheFiles.set(e.name.toString('latin1'), cacheEntry(stored.stat, stored.content));
+          out[index] = { ...entryFromStat(e), ...stored.meta, content: stored.content };
+          if (stored.consistent) cacheFiles.set(key, cacheEntry(stored.stat, stored.content));
         }
       } catch (err) {
         this.fatal ??= err;
@@ -822,8 +1083,8 @@ class BackupRun {
   }
 }
 
-/** A TreeEntry (without content/subtree/link target) from an lstat result. */
-export function entryFromStat(e: WalkEntry): TreeEntry {
+/** A TreeEntry from an lstat result (without link target), with its content or subtree when given. */
+export function entryFromStat(e: WalkEntry, content?: string[], subtree?: string): TreeEntry {
   const st = e.stat;
   const entry: TreeEntry = {
     name: e.name,
@@ -839,7 +1100,14 @@ export function entryFromStat(e: WalkEntry): TreeEntry {
     nlink: Number(st.nlink),
   };
   if (e.type === 'chardev' || e.type === 'blockdev') entry.rdev = Number(st.rdev);
+  if (content !== undefined) entry.content = content;
+  if (subtree !== undefined) entry.subtree = subtree;
   return entry;
+}
+
+/** What a previous tree's file entry says about the file, in the cache's terms. */
+function fromTreeEntry(p: TreeEntry): CachedFile {
+  return { size: p.size, mtimeNs: p.mtimeNs, ctimeNs: p.ctimeNs, inode: p.inode, dev: p.dev, content: p.content! };
 }
 
 function sameFile(c: CachedFile, st: EntryStat): boolean {

@@ -167,12 +167,12 @@ export class Walker {
     kept.sort((a, b) => Buffer.compare(a.name, b.name));
     const entries: WalkEntry[] = [];
     for (const r of kept) {
-      const childRel = joinRel(rel, r.name);
       if (!r.stat) {
-        warnings.push(fsWarning(childRel, r.error, 'cannot stat'));
+        warnings.push(fsWarning(joinRel(rel, r.name), r.error, 'cannot stat'));
         continue;
       }
-      const e = this.classify(childRel, r.name, r.stat, skipped);
+      // The child's path is only built for a skip (one Buffer per entry less).
+      const e = this.classify(rel, r.name, r.stat, skipped);
       if (e) entries.push(e);
     }
     return { entries, skipped, warnings, readable: true };
@@ -192,23 +192,23 @@ export class Walker {
       warnings.push(fsWarning(childRel, err, 'cannot stat'));
       return null;
     }
-    return this.classify(childRel, name, st, skipped);
+    return this.classify(rel, name, st, skipped);
   }
 
-  /** Applies the size, age, repository and file-system filters to one lstat'ed entry. */
-  private classify(childRel: Buffer, name: Buffer, st: EntryStat, skipped: DirListing['skipped']): WalkEntry | null {
+  /** Applies the size, age, repository and file-system filters to one lstat'ed entry of directory `rel`. */
+  private classify(rel: Buffer, name: Buffer, st: EntryStat, skipped: DirListing['skipped']): WalkEntry | null {
     const type = entryType(st);
     if (type === 'file') {
       const max = this.opts.maxFileSize;
       if (max != null && st.size > BigInt(max)) {
-        skipped.push({ path: childRel, reason: 'too-large', size: Number(st.size) });
+        skipped.push({ path: joinRel(rel, name), reason: 'too-large', size: Number(st.size) });
         return null;
       }
       const minAge = this.opts.minFileAgeMs;
       if (minAge != null && minAge > 0) {
         const nowNs = BigInt(this.opts.clock.nowMs()) * 1_000_000n;
         if (nowNs - st.mtimeNs < BigInt(minAge) * 1_000_000n) {
-          skipped.push({ path: childRel, reason: 'too-young', size: Number(st.size) });
+          skipped.push({ path: joinRel(rel, name), reason: 'too-young', size: Number(st.size) });
           return null;
         }
       }
@@ -216,11 +216,11 @@ export class Walker {
     let descend = type === 'dir';
     if (type === 'dir') {
       if (this.skipDirs.some((s) => s.dev === st.dev && s.ino === st.ino)) {
-        skipped.push({ path: childRel, reason: 'repository' });
+        skipped.push({ path: joinRel(rel, name), reason: 'repository' });
         return null;
       }
       if (this.opts.oneFileSystem && this.rootDev !== null && st.dev !== this.rootDev) {
-        skipped.push({ path: childRel, reason: 'other-filesystem' });
+        skipped.push({ path: joinRel(rel, name), reason: 'other-filesystem' });
         descend = false;
       }
     }
