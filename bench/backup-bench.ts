@@ -31,8 +31,13 @@ function args(): { profile: string; keep: boolean } {
   return { profile: i >= 0 ? (a[i + 1] ?? 'small') : 'small', keep: a.includes('--keep') };
 }
 
-/** Runs a command under /usr/bin/time -v; throws on a non-zero exit. */
+/**
+ * Runs a command under /usr/bin/time -v; throws on a non-zero exit. Dirty pages are
+ * written out first (not timed): otherwise the step after a data-writing one (the
+ * generator, the other tool's restore) pays for that writeback.
+ */
 function measure(cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measure> {
+  execFileSync('sync');
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn('/usr/bin/time', ['-v', cmd, ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] });
