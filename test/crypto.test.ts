@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { blobId, deriveKey, open, seal, SEAL_OVERHEAD } from '../src/repo/crypto.js';
+import { blobId, deriveKey, open, seal, SEAL_OVERHEAD, sealInto } from '../src/repo/crypto.js';
 import { IntegrityError } from '../src/repo/errors.js';
 import { maybeCompressSync, decompressSync } from '../src/repo/compress.js';
 
@@ -16,6 +16,20 @@ describe('crypto', () => {
     assert.notDeepEqual(a, b);
     assert.deepEqual(open(key, a, 'x'), msg);
     assert.deepEqual(open(key, seal(key, Buffer.alloc(0)), 'x'), Buffer.alloc(0));
+  });
+
+  it('never repeats a nonce over many seals (the nonce pool refills from the CSPRNG)', () => {
+    const key = randomBytes(32);
+    const out = new Uint8Array(64 + SEAL_OVERHEAD);
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const n = i % 2 === 0 ? seal(key, Buffer.from('x')).subarray(0, 12) : out.subarray(0, sealInto(key, Buffer.from('y'), out, 0)).subarray(0, 12);
+      const hex = Buffer.from(n).toString('hex');
+      assert.notEqual(hex, '000000000000000000000000');
+      assert.ok(!seen.has(hex), `nonce ${hex} repeated after ${i} seals`);
+      seen.add(hex);
+    }
+    assert.deepEqual(open(key, out.subarray(0, 1 + SEAL_OVERHEAD), 'blob'), Buffer.from('y'));
   });
 
   it('detects tampering in nonce, body and tag, and a wrong key', () => {

@@ -60,7 +60,7 @@ export interface WorkerPoolOptions {
   filesPerWorker?: number;
   /** …and their expected bytes (default 8 MiB; a larger file is handed over alone). */
   bytesPerWorker?: number;
-  /** Bytes of chunks a thread keeps while waiting for answers (default 4 MiB). */
+  /** Bytes of chunks a thread keeps while waiting for answers (default 8 MiB: several slices, so a thread reads on while answers travel). */
   pendingBytes?: number;
 }
 
@@ -89,7 +89,7 @@ export class WorkerPool {
     this.opts = {
       filesPerWorker: 128,
       bytesPerWorker: 8 * 1024 * 1024,
-      pendingBytes: 4 * 1024 * 1024,
+      pendingBytes: 8 * 1024 * 1024,
       ...opts,
       workers: Math.max(1, opts.workers ?? availableParallelism()),
     };
