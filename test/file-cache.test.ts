@@ -157,6 +157,18 @@ describe('file cache', () => {
     });
   });
 
+  it('says whether a repository and job have any rows (a first run skips the lookups)', async () => {
+    await withDb(async (db) => {
+      assert.equal(await db.fileCache.hasRows('repo-1', 'b1'), false);
+      await db.fileCache.saveDirs('repo-1', 'b1', [{ dir: Buffer.from('a'), entries: dirOf([[Buffer.from('f'), file({ size: 1 })]]) }]);
+      assert.equal(await db.fileCache.hasRows('repo-1', 'b1'), true);
+      assert.equal(await db.fileCache.hasRows('repo-2', 'b1'), false, 'another repository');
+      assert.equal(await db.fileCache.hasRows('repo-1', 'b2'), false, 'another job');
+      await db.fileCache.deleteDirs('repo-1', 'b1', [Buffer.from('a')]);
+      assert.equal(await db.fileCache.hasRows('repo-1', 'b1'), false, 'the set is there but empty');
+    });
+  });
+
   it('drops by repository and by job', async () => {
     await withDb(async (db) => {
       const dir = Buffer.from('x');

@@ -93,6 +93,13 @@ export class FileCacheApi {
     return out;
   }
 
+  /** Whether any directory row is cached for the repository and job. */
+  async hasRows(repoId: string, job: string): Promise<boolean> {
+    const setId = await this.findSet(repoId, job);
+    if (setId === undefined) return false;
+    return (await this.db.get('SELECT 1 AS one FROM file_cache WHERE set_id = ? LIMIT 1', [setId])) !== undefined;
+  }
+
   /**
    * `loadDirs` with each row's directory info, for the backup walk. A row that cannot be
    * decoded is left out (the directory is then uncached: its files are read again).

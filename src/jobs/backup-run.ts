@@ -58,6 +58,8 @@ export interface CacheDirRow {
 export interface FileCachePort {
   loadDirRecords(repoId: string, job: string, dirs: readonly Buffer[]): Promise<ReadonlyMap<string, CachedDirRecord>>;
   saveDirs(repoId: string, job: string, rows: readonly CacheDirRow[]): Promise<void>;
+  /** Whether any row is cached for the repository and job (false: a first run needs no lookups). */
+  hasRows?(repoId: string, job: string): Promise<boolean>;
 }
 
 /** The parts of a JobConfig the run reads. */
@@ -279,7 +281,12 @@ class RowLoader {
   /** Rows asked for ahead of the walk, by nameKey of the path; handed over once. */
   private readonly ahead = new Map<string, Promise<CachedDirRecord | null>>();
 
-  constructor(private readonly load: ((dirs: readonly Buffer[]) => Promise<ReadonlyMap<string, CachedDirRecord>>) | null) {}
+  constructor(private load: ((dirs: readonly Buffer[]) => Promise<ReadonlyMap<string, CachedDirRecord>>) | null) {}
+
+  /** No rows to find (none were cached when the run began; rows saved during the run are of directories it has walked). */
+  disable(): void {
+    this.load = null;
+  }
 
   get(dir: Buffer): Promise<CachedDirRecord | null> {
     if (!this.load) return Promise.resolve(null);
@@ -309,7 +316,7 @@ class RowLoader {
       return;
     }
     const batch = this.pending.splice(0, ROW_QUERY_MAX);
-    void this.load!(batch.map((b) => b.dir))
+    void (this.load ? this.load(batch.map((b) => b.dir)) : Promise.resolve(NO_ROWS))
       .catch(() => NO_ROWS)
       .then((m) => {
         for (const b of batch) {
@@ -448,6 +455,7 @@ class BackupRun {
       this.walker.setRootDevice(rootStat.dev);
       this.stats.sourceDev = rootStat.dev.toString();
       await this.resolveSkipDirs();
+      if (o.fileCache?.hasRows && !(await o.fileCache.hasRows(o.repo.id, o.job.name))) this.rows.disable();
 
       const rootTree = await (await this.processDir(Buffer.alloc(0), previous?.tree)).tree;
       if (this.fatal) throw this.fatal;
