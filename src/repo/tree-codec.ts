@@ -1,13 +1,13 @@
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { RepoError } from './errors.js';
 import type { EntryType, Tree, TreeEntry } from './types.js';
 
 const TYPES = new Set<EntryType>(['file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev']);
 
-/** Bytes as a JSON string when they are valid UTF-8 that round-trips, else null. */
+/** Bytes as a JSON string when they are valid UTF-8 (which decodes and encodes back to the same bytes), else null. */
 function utf8OrNull(b: Buffer): string | null {
-  const s = b.toString('utf8');
-  return Buffer.byteLength(s, 'utf8') === b.length && Buffer.from(s, 'utf8').equals(b) ? s : null;
+  return isUtf8(b) ? b.toString('utf8') : null;
 }
 
 /** Sorts entries by name bytes (in place) and refuses duplicate or invalid names. */
