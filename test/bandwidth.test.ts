@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { openBackupDb, type BackupDb } from '../src/backupdb/index.js';
 import { RunGate } from '../src/jobs/run-gate.js';
-import { BandwidthManager, budgetPeriod, formatBandwidth, GATE_BUDGET, rateAt } from '../src/node/bandwidth.js';
+import { BandwidthManager, budgetPeriod, formatBandwidth, GATE_BUDGET, pacedReads, rateAt } from '../src/node/bandwidth.js';
+import { TokenBucket } from '../src/store/token-bucket.js';
 import { formatProblem, parseConfig } from '../src/node/config/config.js';
 import type { NodeConfig } from '../src/node/config/types.js';
 import { parseRateTimetable, parseWindowSet } from '../src/node/config/units.js';
@@ -266,4 +267,26 @@ test('read_bandwidth paces saveFile reads through the gate', async () => {
   assert.ok(s >= 3.5 && s <= 3.8, `4 MiB read at 1 MiB/s took ${s} s`);
   await m.stop();
   await db.close();
+});
+
+test('read pacing holds for small files too: the debt of one file is paid at the next file’s gate', async () => {
+  const clock = new FakeClock(0);
+  const bucket = new TokenBucket(clock, 100 * 1024);
+  // A repository whose saveFile reads a whole small file after its only gate, as the workers do.
+  const repo = {
+    async saveFile(_path: Buffer, opts: { gate?: () => Promise<void>; onChunk?: (n: number) => void } = {}) {
+      await opts.gate?.();
+      opts.onChunk?.(100 * 1024);
+    },
+  };
+  const paced = pacedReads(repo, () => bucket);
+  const work = (async () => {
+    for (let i = 0; i < 10; i++) await paced.saveFile(Buffer.from(`f${i}`));
+  })();
+  let done = false;
+  void work.finally(() => (done = true));
+  for (let t = 0; !done && t < 60_000; t += 10) await clock.advance(10);
+  await work;
+  // 10 files of 100 KiB at 100 KiB/s: the first 100 KiB pass on the burst, the rest are paid for.
+  assert.ok(clock.nowMs() >= 7_900, `10 small files took ${clock.nowMs()} ms of paced reading`);
 });

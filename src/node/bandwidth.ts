@@ -538,13 +538,18 @@ export class BandwidthManager implements BandwidthControls {
  * member is the repository's own.
  */
 export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket | null, signal?: AbortSignal): R {
+  // Bytes read and not paid for yet, across files: a small file is one chunk, read after
+  // its only gate, so a debt kept per file would never be paid.
+  let owed = 0;
+  // One payment at a time (every gate waits for the debt paid so far): a take per waiting
+  // file would also mean an abort listener per file on the signal.
+  let paying: Promise<void> = Promise.resolve();
   return new Proxy(repo, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
       if (typeof value !== 'function') return value;
       if (prop !== 'saveFile') return (value as (...a: unknown[]) => unknown).bind(target);
       return (path: unknown, opts: { gate?: () => Promise<void>; onChunk?: (n: number) => void } = {}) => {
-        let owed = 0;
         return (value as (p: unknown, o: unknown) => unknown).call(target, path, {
           ...opts,
           gate: async () => {
@@ -552,7 +557,8 @@ export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket 
             const b = bucket();
             const n = owed;
             owed = 0;
-            if (b && n > 0) await b.take(n, signal);
+            if (b && n > 0) paying = paying.then(() => b.take(n, signal));
+            await paying;
           },
           onChunk: (n: number) => {
             owed += n;

@@ -55,6 +55,10 @@ const TREE_CACHE_BYTES = 8 * 1024 * 1024;
 const SYNC_COMPRESS = 64 * 1024;
 /** Blobs up to this raw size are decompressed synchronously (trees). */
 const SYNC_DECOMPRESS = 256 * 1024;
+/** A file's blobs read ahead of the one being written (restore): at most this many… */
+const READ_AHEAD_BLOBS = 8;
+/** …and this many plain bytes (memory: a restore runs several files at once). */
+const READ_AHEAD_BYTES = 8 * 1024 * 1024;
 /** Packs uploading at once per repository; more blocks saveFile (backpressure, memory bound). */
 const MAX_UPLOADS = 2;
 /** An index object is written after this many packs even without flush (bounds the work a kill loses from the index). */
@@ -514,20 +518,32 @@ export class Repository {
     return p;
   }
 
-  /** Streams a file's blobs in order to `write`, reading up to 2 blobs ahead (memory: ≤ 3 chunks of ≤ 4 MiB per file). */
+  /**
+   * Streams a file's blobs in order to `write`, reading ahead up to READ_AHEAD_BLOBS blobs
+   * and READ_AHEAD_BYTES of plain bytes (at least one blob), so reads and decompression
+   * of a large file's next blobs overlap with writing this one.
+   */
   async readFileContent(content: string[], write: (chunk: Buffer) => Promise<void>): Promise<void> {
-    const ahead: Promise<Buffer>[] = [];
+    const ahead: { blob: Promise<Buffer>; bytes: number }[] = [];
+    let aheadBytes = 0;
     let next = 0;
     const fill = () => {
-      while (next < content.length && ahead.length < 2) {
-        const p = this.readBlob(content[next++]!);
-        p.catch(() => {});
-        ahead.push(p);
+      while (next < content.length && ahead.length < READ_AHEAD_BLOBS) {
+        const id = content[next]!;
+        const bytes = this.index.get(id)?.rawLength ?? 0;
+        if (ahead.length > 0 && aheadBytes + bytes > READ_AHEAD_BYTES) break;
+        next++;
+        const blob = this.readBlob(id);
+        blob.catch(() => {});
+        ahead.push({ blob, bytes });
+        aheadBytes += bytes;
       }
     };
     fill();
     while (ahead.length > 0) {
-      const b = await ahead.shift()!;
+      const { blob, bytes } = ahead.shift()!;
+      const b = await blob;
+      aheadBytes -= bytes;
       fill();
       await write(b);
     }
