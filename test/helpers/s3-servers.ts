@@ -138,14 +138,15 @@ export async function startSwift(): Promise<S3TestServer> {
     region: 'us-east-1',
     client,
     createBucket: async (name) => {
-      // Right after start the account and container servers may still be warming up.
+      // Right after start the account and container servers may still be warming up (on a
+      // 2-core machine running the whole suite, for longer than 20 s: SlowDown until then).
       for (let attempt = 1; ; attempt++) {
         try {
           await client.send(new CreateBucketCommand({ Bucket: name }));
           return;
         } catch (err) {
           const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-          if (attempt >= 40 || (status !== undefined && status < 500)) throw err;
+          if (attempt >= 120 || (status !== undefined && status < 500)) throw err;
           await new Promise((r) => setTimeout(r, 500));
         }
       }
