@@ -145,7 +145,7 @@ export interface RunResult {
 const EMPTY_CACHE: ReadonlyMap<string, CachedFile> = new Map();
 
 /** Sibling directories whose reads are started ahead of the walk (bounded: memory and open I/O). */
-const PREFETCH_DIRS = 4;
+const PREFETCH_DIRS = 8;
 
 /**
  * The previous snapshot's view of one directory. A cache row whose info names the very
@@ -172,9 +172,9 @@ const SPECULATIVE_ROWS = 128;
  * Directories whose reads may wait, started, for the walk to get to them (beyond those it
  * asks for itself): bounds the memory of the eager reads below directories not walked yet.
  */
-const AHEAD_MAX = 64;
+const AHEAD_MAX = 128;
 /** Subdirectories whose reads start as soon as their parent's reads are in. */
-const EAGER_SUBDIRS = 2;
+const EAGER_SUBDIRS = 4;
 
 /** One directory's reads, all in: its listing, cache row and previous entries. */
 interface DirView {
