@@ -20,6 +20,7 @@ import {
 import type { Clock } from './clock.js';
 import type { JobConfig, NodeConfig } from './config/types.js';
 import { formatBytes, formatDuration } from './config/units.js';
+import { fileKeyCache } from './key-cache.js';
 import type { NodeDirLayout } from './node-dir.js';
 import { openTargetStore, readPassphrase } from './open-target.js';
 
@@ -105,7 +106,11 @@ export function createSnapshotBrowser(opts: { config: () => NodeConfig; clock: C
       const passphrase = await readPassphrase(target.passphraseFile);
       let repo: Repository;
       try {
-        repo = await Repository.open(store, passphrase, { clock: opts.clock, workers: 0 });
+        repo = await Repository.open(store, passphrase, {
+          clock: opts.clock,
+          workers: 0,
+          keyCache: fileKeyCache(target.passphraseFile, passphrase, store.location),
+        });
       } catch (err) {
         if (err instanceof RepoNotFoundError) throw new WebPortError(404, `target ${alias} has no repository yet`);
         throw err;

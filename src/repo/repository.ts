@@ -92,6 +92,19 @@ export interface RepoOptions {
   chunkerSeed?: Buffer;
   /** Start the worker threads at once (a backup: they boot while the index loads), not on first use. */
   startWorkers?: boolean;
+  /** Where the master keys unsealed by this passphrase are kept between opens (skips the key derivation). */
+  keyCache?: KeyCache;
+}
+
+/**
+ * Master keys kept by the caller between opens of one repository with one passphrase
+ * (the node keeps them beside its passphrase file, which guards the same secrets). A
+ * loaded entry is used only if it decrypts the repository's config; otherwise the keys
+ * are derived from the passphrase as usual and saved again.
+ */
+export interface KeyCache {
+  load(): Promise<MasterKeys | null>;
+  save(keys: MasterKeys): Promise<void>;
 }
 
 /** Decrypted `config` object. */
@@ -203,6 +216,7 @@ export class Repository {
       if (err instanceof ObjectExistsError) throw new RepoExistsError(store.location);
       throw err;
     }
+    await opts.keyCache?.save(keys).catch(() => {});
     return new Repository(store, keys, config, opts);
   }
 
@@ -215,6 +229,9 @@ export class Repository {
       if (err instanceof NotFoundError) throw new RepoNotFoundError(store.location);
       throw err;
     }
+    const cached = await opts.keyCache?.load().catch(() => null);
+    const fromCache = cached ? readConfig(cached, configSealed) : null;
+    if (cached && fromCache) return Repository.opened(store, cached, fromCache, opts);
     for await (const o of store.list('keys/')) {
       let keyObj: KeyObject;
       try {
@@ -235,19 +252,20 @@ export class Repository {
       } catch {
         continue;
       }
-      let config: RepoConfig;
-      try {
-        config = JSON.parse(open(keys.encKey, configSealed, 'config', Buffer.from('config')).toString('utf8')) as RepoConfig;
-      } catch {
-        continue; // a key left by an interrupted init of another repository generation
-      }
-      if (config.version !== FORMAT_VERSION) throw new UnsupportedFormatError(config.version);
-      const repo = new Repository(store, keys, config, opts);
-      if (opts.startWorkers) repo.workerPool().start();
-      await repo.refreshIndex();
-      return repo;
+      const config = readConfig(keys, configSealed);
+      if (!config) continue; // a key left by an interrupted init of another repository generation
+      await opts.keyCache?.save(keys).catch(() => {});
+      return Repository.opened(store, keys, config, opts);
     }
     throw new WrongPassphraseError(store.location);
+  }
+
+  private static async opened(store: Store, keys: MasterKeys, config: RepoConfig, opts: RepoOptions): Promise<Repository> {
+    if (config.version !== FORMAT_VERSION) throw new UnsupportedFormatError(config.version);
+    const repo = new Repository(store, keys, config, opts);
+    if (opts.startWorkers) repo.workerPool().start();
+    await repo.refreshIndex();
+    return repo;
   }
 
   /** open, or init when the store holds no repository (race-safe against a concurrent init). */
@@ -889,6 +907,15 @@ export class Repository {
     });
     this.indexChain = run.catch(() => {});
     return run;
+  }
+}
+
+/** The repository's config decrypted with `keys`, or null when they are not its keys. */
+function readConfig(keys: MasterKeys, sealed: Buffer): RepoConfig | null {
+  try {
+    return JSON.parse(open(keys.encKey, sealed, 'config', Buffer.from('config')).toString('utf8')) as RepoConfig;
+  } catch {
+    return null;
   }
 }
 

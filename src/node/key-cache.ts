@@ -1,0 +1,40 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import type { MasterKeys } from '../repo/crypto.js';
+import type { KeyCache } from '../repo/repository.js';
+
+/**
+ * The node's key cache for one target: the master keys its passphrase unsealed, in a file
+ * beside the passphrase file (`<passphrase file>.keys-<hash of the location>`, mode 0600).
+ * Whoever can read it can read the passphrase file next to it, so it guards the same
+ * secret the same way, and it saves the scrypt key derivation (~0.1 s) on every command.
+ * An entry names a hash of the passphrase and the location, so another passphrase or
+ * another repository never uses it; the repository checks the keys against its config.
+ */
+export function fileKeyCache(passphraseFile: string, passphrase: string, location: string): KeyCache {
+  const file = `${passphraseFile}.keys-${createHash('sha256').update(location).digest('hex').slice(0, 16)}`;
+  const check = createHash('sha256').update(passphrase).update('\0').update(location).digest('hex');
+  return {
+    async load(): Promise<MasterKeys | null> {
+      const doc = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+      if (doc.v !== 1 || doc.check !== check) return null;
+      const key = (k: string) => Buffer.from(String(doc[k]), 'base64');
+      return { encKey: key('encKey'), idKey: key('idKey'), chunkerSeed: key('chunkerSeed') };
+    },
+    async save(keys: MasterKeys): Promise<void> {
+      const doc = {
+        v: 1,
+        check,
+        encKey: keys.encKey.toString('base64'),
+        idKey: keys.idKey.toString('base64'),
+        chunkerSeed: keys.chunkerSeed.toString('base64'),
+      };
+      const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+      await writeFile(tmp, JSON.stringify(doc), { mode: 0o600, flag: 'wx' });
+      await rename(tmp, file).catch(async (err: unknown) => {
+        await unlink(tmp).catch(() => {});
+        throw err;
+      });
+    },
+  };
+}
