@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFile, chmod, lstat, mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, lstat, mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { restoreSnapshot } from '../src/jobs/restore.js';
@@ -176,5 +176,18 @@ describe('backup and restore round trip', () => {
     assert.equal((await stat(dest)).mode & 0o777, 0o555);
     assert.deepEqual(await readdir(dest), ['inside']);
     await chmod(dest, 0o755);
+  });
+
+  it('restores ownership into a setgid directory of another group (root only)', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async () => {
+    const snap = await env.repo.findSnapshot('latest', { job: 'b1' });
+    const parent = join(dir, 'setgid-parent');
+    await mkdir(parent);
+    await chown(parent, 0, 4321);
+    await chmod(parent, 0o2775);
+    const dest = join(parent, 'out'); // made by the restore: inherits setgid and group 4321
+    await restoreSnapshot(env.repo, snap, 'docs', dest, { restoreOwnership: true });
+    const st = await stat(join(dest, 'a.txt'));
+    assert.equal(st.gid, 0, "the file has its own group back, not the directory's");
+    assert.equal(st.mode & 0o777, (await stat(join(src, 'docs', 'a.txt'))).mode & 0o777);
   });
 });

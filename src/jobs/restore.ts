@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, rename, rm, symlink, unlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, rename, rm, stat, symlink, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Snapshot, Tree, TreeEntry } from '../repo/types.js';
@@ -125,17 +125,19 @@ export async function restoreSnapshot(
   opts: RestoreOptions = {},
 ): Promise<RestoreStats> {
   const r = new Restorer(repo, dest, opts);
-  await mkdir(dest, { recursive: true });
+  // Fresh: made now and not setgid (inherited from a setgid parent, new files would get
+  // that directory's group rather than ours).
+  const created = (await mkdir(dest, { recursive: true })) !== undefined && ((await stat(dest)).mode & 0o2000) === 0;
   const target = await resolveSnapshotPath(repo, snapshot.tree, subPath ?? '');
   if (target.kind === 'root') {
-    await r.restoreDirContents(target.tree, Buffer.from(dest), Buffer.alloc(0));
+    await r.restoreDirContents(target.tree, Buffer.from(dest), Buffer.alloc(0), created);
   } else if (target.entry.type === 'dir') {
     if (!target.entry.subtree) throw new RestorePathError(`${displayPath(target.path)}: directory without a listing`);
-    await r.restoreDirContents(target.entry.subtree, Buffer.from(dest), target.path);
+    await r.restoreDirContents(target.entry.subtree, Buffer.from(dest), target.path, created);
     await r.applyMeta(Buffer.from(dest), target.entry, target.path, true);
   } else {
     const pending: Promise<void>[] = [];
-    await r.restoreEntry(target.entry, Buffer.concat([Buffer.from(dest), SLASH, target.entry.name]), target.path, pending);
+    await r.restoreEntry(target.entry, Buffer.concat([Buffer.from(dest), SLASH, target.entry.name]), target.path, pending, created);
     await Promise.all(pending);
   }
   await r.finish();
@@ -158,6 +160,10 @@ class Restorer {
   };
   private readonly ownership: boolean;
   private readonly isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  private readonly euid = process.geteuid?.() ?? -1;
+  private readonly egid = process.getegid?.() ?? -1;
+  /** Read once: files are created with their final mode when it leaves that mode alone. */
+  private readonly umask = process.umask();
   private readonly hardLinks = new Map<string, Promise<Buffer | null>>();
   private active = 0;
   private readonly waiting: (() => void)[] = [];
@@ -199,8 +205,8 @@ class Restorer {
     else this.active--;
   }
 
-  /** Restores every entry of tree `treeId` into the existing directory `dir`. */
-  async restoreDirContents(treeId: string, dir: Buffer, rel: Buffer): Promise<void> {
+  /** Restores every entry of tree `treeId` into the existing directory `dir` (`fresh`: made by this restore). */
+  async restoreDirContents(treeId: string, dir: Buffer, rel: Buffer, fresh: boolean): Promise<void> {
     this.checkAbort();
     const tree = await this.repo.loadTree(treeId);
     const seen = new Set<string>();
@@ -213,7 +219,7 @@ class Restorer {
         continue;
       }
       seen.add(key);
-      await this.restoreEntry(e, Buffer.concat([dir, SLASH, e.name]), childRel, pending);
+      await this.restoreEntry(e, Buffer.concat([dir, SLASH, e.name]), childRel, pending, fresh);
     }
     await Promise.all(pending);
     if (this.fatal) throw this.fatal;
@@ -223,13 +229,13 @@ class Restorer {
    * Restores one entry at `path`. Directories are restored depth-first (their metadata
    * after their contents); files go to the background (pushed on `pending`).
    */
-  async restoreEntry(e: TreeEntry, path: Buffer, rel: Buffer, pending: Promise<void>[]): Promise<void> {
+  async restoreEntry(e: TreeEntry, path: Buffer, rel: Buffer, pending: Promise<void>[], inFreshDir: boolean): Promise<void> {
     this.checkAbort();
     try {
       switch (e.type) {
         case 'dir': {
-          await this.makeDir(path);
-          if (e.subtree) await this.restoreDirContents(e.subtree, path, rel);
+          const made = await this.makeDir(path);
+          if (e.subtree) await this.restoreDirContents(e.subtree, path, rel, made);
           await this.applyMeta(path, e, rel, true);
           this.stats.dirs++;
           return;
@@ -252,7 +258,7 @@ class Restorer {
           const task = (async () => {
             let ok = false;
             try {
-              await this.restoreFile(e, path);
+              await this.restoreFile(e, path, inFreshDir);
               ok = true;
             } catch (err) {
               if (isFsError(err)) this.warn(rel, `cannot restore file: ${(err as Error).message}`);
@@ -303,16 +309,21 @@ class Restorer {
     }
   }
 
-  private async restoreFile(e: TreeEntry, path: Buffer): Promise<void> {
+  /** `inFreshDir`: the parent was made by this restore (so a new file gets our uid and gid, never a setgid directory's group). */
+  private async restoreFile(e: TreeEntry, path: Buffer, inFreshDir: boolean): Promise<void> {
+    // A plain mode the umask leaves alone is given at create (no chmod); one with setuid,
+    // setgid or sticky bits only once the content is in place.
+    const mode = e.mode & 0o7777;
+    const modeAtCreate = (mode & 0o7000) === 0 && (mode & this.umask) === 0;
     // 'wx': O_CREAT|O_EXCL never follows a symlink planted in the way; what is in the way
     // is removed and the create tried once more (a fresh destination costs no lstat).
     let fh;
     try {
-      fh = await open(path, 'wx', 0o600);
+      fh = await open(path, 'wx', modeAtCreate ? mode : 0o600);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       await this.clear(path);
-      fh = await open(path, 'wx', 0o600);
+      fh = await open(path, 'wx', modeAtCreate ? mode : 0o600);
     }
     try {
       let pos = 0;
@@ -352,8 +363,9 @@ class Restorer {
       }
       // Trailing zeros were skipped (holes): extend to the full size.
       if (pos > end) await fh.truncate(pos);
-      if (this.ownership) await fh.chown(e.uid, e.gid).catch(() => {});
-      await fh.chmod(e.mode & 0o7777);
+      const ownedAlready = inFreshDir && e.uid === this.euid && e.gid === this.egid;
+      if (this.ownership && !ownedAlready) await fh.chown(e.uid, e.gid).catch(() => {});
+      if (!modeAtCreate) await fh.chmod(mode);
       await fh.utimes(nsToSec(e.atimeNs ?? e.mtimeNs), nsToSec(e.mtimeNs));
     } finally {
       await fh.close();
@@ -368,17 +380,18 @@ class Restorer {
     return chunk.equals(this.zeros.subarray(0, chunk.length));
   }
 
-  /** Creates directory `path`, replacing a non-directory (a symlink is removed, never followed). */
-  private async makeDir(path: Buffer): Promise<void> {
+  /** Creates directory `path`, replacing a non-directory (a symlink is removed, never followed); false when a directory was there already. */
+  private async makeDir(path: Buffer): Promise<boolean> {
     try {
       await mkdir(path, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const st = await lstat(path);
-      if (st.isDirectory()) return;
+      if (st.isDirectory()) return false;
       await unlink(path);
       await mkdir(path, { mode: 0o700 });
     }
+    return true;
   }
 
   /** Removes whatever is at `path` so a new entry can be made there (directories too). */
