@@ -120,32 +120,29 @@ export class LocalStore implements Store {
   async read(name: string, range?: ByteRange): Promise<Buffer> {
     validateObjectName(name);
     if (range) return this.readRange(name, range);
-    let fh: fsp.FileHandle;
+    const { fh, size } = await this.openReader(name);
     try {
-      fh = await fsp.open(this.file(name), 'r');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') throw new NotFoundError(this.location, name);
-      throw this.wrap(err, `open ${name}`);
+      return await this.readAt(fh, name, { offset: 0, length: size });
+    } finally {
+      await fh.close().catch(() => {});
     }
+  }
+
+  /** Reads range `r` of an open object in full. */
+  private async readAt(fh: fsp.FileHandle, name: string, r: ByteRange): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(r.length);
     try {
-      const size = (await fh.stat()).size;
-      const r = range ?? { offset: 0, length: size };
-      if (range) checkRange(this.location, name, range, size);
-      const buf = Buffer.allocUnsafe(r.length);
       let done = 0;
       while (done < r.length) {
         const { bytesRead } = await fh.read(buf, done, r.length - done, r.offset + done);
         if (bytesRead === 0) throw new StoreError(`object ${name} in ${this.location} shrank while read`, { code: 'NJ_STORE_IO' });
         done += bytesRead;
       }
-      return buf;
     } catch (err) {
       if (err instanceof StoreError) throw err;
       throw this.wrap(err, `read ${name}`);
-    } finally {
-      await fh.close().catch(() => {});
     }
+    return buf;
   }
 
   async write(name: string, data: Buffer, opts?: WriteOptions): Promise<void> {
@@ -224,18 +221,10 @@ export class LocalStore implements Store {
     try {
       const { fh, size } = await reader.open;
       checkRange(this.location, name, range, size);
-      const buf = Buffer.allocUnsafe(range.length);
-      let done = 0;
-      while (done < range.length) {
-        const { bytesRead } = await fh.read(buf, done, range.length - done, range.offset + done);
-        if (bytesRead === 0) throw new StoreError(`object ${name} in ${this.location} shrank while read`, { code: 'NJ_STORE_IO' });
-        done += bytesRead;
-      }
-      return buf;
+      return await this.readAt(fh, name, range);
     } catch (err) {
       if (this.readers.get(name) === reader) this.dropReader(name); // a failed open is not cached
-      if (err instanceof StoreError) throw err;
-      throw this.wrap(err, `read ${name}`);
+      throw err;
     } finally {
       if (--reader.users === 0 && reader.dropped) closeReader(reader);
     }
