@@ -29,6 +29,7 @@ import {
 } from './errors.js';
 import { acquireLock } from './lock.js';
 import { encodeIndex, loadIndexInto, packObjectName, PackBuilder, readPackHeader, type IndexedPack, type PackEntry } from './pack.js';
+import { PackFile } from './pack-file.js';
 import { decodeTree, encodeTree } from './tree-codec.js';
 import type {
   CheckProblem,
@@ -41,7 +42,6 @@ import type {
   SnapshotInput,
   Tree,
 } from './types.js';
-import { PackFile } from './pack-file.js';
 import { WorkerPool } from './worker-pool.js';
 
 export const FORMAT_VERSION = 1;
@@ -86,8 +86,6 @@ export interface RepoOptions {
   hostname?: string;
   /** Process id recorded in locks (default process.pid; tests simulate other processes). */
   pid?: number;
-  /** Where data packs are built when the store has no spool directory (default: the temp directory). */
-  spoolDir?: string;
   /** The chunker seed of a new repository (init only; default random). Tests fix it for reproducible chunk boundaries. */
   chunkerSeed?: Buffer;
   /** Start the worker threads at once (a backup: they boot while the index loads), not on first use. */
@@ -818,7 +816,7 @@ export class Repository {
    */
   private async addData(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<void> {
     this.ensureUsable();
-    const pack = (this.dataPack ??= new PackFile('data', this.store.spool?.dir ?? this.opts.spoolDir ?? tmpdir()));
+    const pack = (this.dataPack ??= new PackFile('data', this.store.spool?.dir ?? tmpdir()));
     const { entry, written } = pack.add(id, sealed, rawLength, compressed);
     this.stored(id, rawLength, compressed, () => pack.read(entry));
     if (pack.size >= this.packSize) this.finishDataPack();
@@ -844,17 +842,17 @@ export class Repository {
     const pack = this.dataPack;
     if (!pack || pack.blobCount === 0) return;
     this.dataPack = null;
-    this.upload(async () => {
-      try {
+    this.upload(
+      async () => {
         const { size, entries } = await pack.finish(this.keys.encKey);
         const name = await this.workerPool().hashFile(pack.path);
         const object = packObjectName(name);
         await ignoreExisting(this.store.spool ? this.store.spool.adopt(object, pack.path) : pack.readAll().then((data) => this.store.write(object, data)));
         return { name, size, entries };
-      } finally {
-        void pack.close();
-      }
-    });
+      },
+      // Once its blobs are indexed: until then readBlob reads them from the file.
+      () => pack.close(),
+    );
   }
 
   private finishTreePack(): void {
@@ -868,16 +866,23 @@ export class Repository {
     });
   }
 
-  /** Runs a pack's upload, then indexes the pack (an index object after AUTO_INDEX_PACKS packs). A failure poisons the repository. */
-  private upload(send: () => Promise<IndexedPack>): void {
+  /**
+   * Runs a pack's upload, then indexes the pack (an index object after AUTO_INDEX_PACKS
+   * packs) and runs `cleanup`, also after a failure, which poisons the repository.
+   */
+  private upload(send: () => Promise<IndexedPack>, cleanup?: () => Promise<void>): void {
     const up = (async () => {
-      const { name, size, entries } = await send();
-      this.index.addPack(name, size);
-      for (const e of entries) {
-        this.index.add(e.id, { ...e, pack: name });
-        this.pending.delete(e.id);
+      try {
+        const { name, size, entries } = await send();
+        this.index.addPack(name, size);
+        for (const e of entries) {
+          this.index.add(e.id, { ...e, pack: name });
+          this.pending.delete(e.id);
+        }
+        this.unindexed.push({ name, size, entries });
+      } finally {
+        await cleanup?.();
       }
-      this.unindexed.push({ name, size, entries });
       if (this.unindexed.length >= AUTO_INDEX_PACKS) await this.writeIndex();
     })()
       .catch((err) => {
