@@ -167,8 +167,17 @@ export class BlobIndex {
     this.table[s] = i;
   }
 
-  private grow(): void {
-    const cap = Math.max(1024, Math.ceil(this.packOf.length * 1.5));
+  /** Makes room for `n` more blobs at once (loading an index object: no growing and rehashing step by step). */
+  reserve(n: number): void {
+    const want = this.count + n;
+    if (want > this.packOf.length) this.grow(want);
+    let size = this.table.length;
+    while (want * 2 > size) size *= 2;
+    if (size > this.table.length) this.rehash(size);
+  }
+
+  private grow(atLeast = 0): void {
+    const cap = Math.max(1024, atLeast, Math.ceil(this.packOf.length * 1.5));
     const ids = new Uint8Array(cap * ID_LEN);
     ids.set(this.ids);
     this.ids = ids;

@@ -183,13 +183,16 @@ export function loadIndexInto(buf: Buffer, index: BlobIndex): void {
     throw new RepoError('index object: bad magic or version', 'NJ_REPO_FORMAT');
   }
   const n = buf.readUInt32LE(5);
+  let total = 0;
   for (let i = 0, pos = 9; i < n; i++) {
     if (pos + 40 > buf.length) throw new RepoError('index object truncated', 'NJ_REPO_FORMAT');
     const count = buf.readUInt32LE(pos + 36);
+    total += count;
     pos += 40;
     if (pos + count * ENTRY_LEN > buf.length) throw new RepoError('index object truncated', 'NJ_REPO_FORMAT');
     for (let k = 0; k < count; k++, pos += ENTRY_LEN) if (buf[pos]! > 1) throw new RepoError(`bad blob type ${buf[pos]}`, 'NJ_REPO_FORMAT');
   }
+  index.reserve(total);
   let pos = 9;
   for (let i = 0; i < n; i++) {
     const packNo = index.addPack(buf.toString('hex', pos, pos + 32), buf.readUInt32LE(pos + 32));
