@@ -70,5 +70,10 @@ describe('crypto', () => {
     const z = maybeCompressSync(text);
     assert.ok(z && z.length < text.length / 8);
     assert.deepEqual(decompressSync(z!, text.length), text);
+    // The fast level (local disks) is read back the same way.
+    const fast = maybeCompressSync(text, 'fast');
+    assert.ok(fast && fast.length < text.length / 8);
+    assert.deepEqual(decompressSync(fast!, text.length), text);
+    assert.equal(maybeCompressSync(randomBytes(1 << 20), 'fast'), null);
   });
 });

@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
-import { maybeCompressSync } from './compress.js';
+import { maybeCompressSync, type ContentCompression } from './compress.js';
 import { ByteRing, type RingBlock } from './byte-ring.js';
 import { blobId, SEAL_OVERHEAD, sealInto } from './crypto.js';
 
@@ -37,6 +37,7 @@ interface Init {
   gear: Int32Array;
   params: ChunkerParams;
   pendingBytes: number;
+  compression: ContentCompression;
 }
 
 const init = workerData as Init;
@@ -177,7 +178,7 @@ function answer(job: number, seq: number, need: boolean): void {
   const chunk = block.bytes;
   if (need && !st.cancelled) {
     try {
-      const z = maybeCompressSync(chunk);
+      const z = maybeCompressSync(chunk, init.compression);
       const plain = z ?? chunk;
       const dst = room(plain.length + SEAL_OVERHEAD);
       const len = sealInto(encKey, plain, dst, outBytes);

@@ -766,6 +766,8 @@ export class Repository {
       idKey: this.keys.idKey,
       gear: gearTable(this.keys.chunkerSeed),
       params: this.config.chunker,
+      // A store with a spool is a local disk: compress for speed (compress.ts).
+      compression: this.store.spool ? 'fast' : 'small',
       ...(this.opts.workers !== undefined ? { workers: this.opts.workers } : {}),
     });
     return this.pool;

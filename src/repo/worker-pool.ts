@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
+import type { ContentCompression } from './compress.js';
 import { RepoError } from './errors.js';
 import type { EntryStat, FileStatAfter, RawDirEntry } from './types.js';
 
@@ -54,6 +55,8 @@ export interface WorkerPoolOptions {
   idKey: Buffer;
   gear: Int32Array;
   params: ChunkerParams;
+  /** How hard file content is compressed (default small). */
+  compression?: ContentCompression;
   /** Number of threads (default: available cores). */
   workers?: number;
   /** Files handed to one thread ahead of its work (default 128)… */
@@ -90,6 +93,7 @@ export class WorkerPool {
       filesPerWorker: 128,
       bytesPerWorker: 8 * 1024 * 1024,
       pendingBytes: 8 * 1024 * 1024,
+      compression: 'small',
       ...opts,
       workers: Math.max(1, opts.workers ?? availableParallelism()),
     };
@@ -200,6 +204,7 @@ export class WorkerPool {
         gear: this.opts.gear,
         params: this.opts.params,
         pendingBytes: this.opts.pendingBytes,
+        compression: this.opts.compression,
       },
       // The thread's own heap holds little (chunks live in ArrayBuffers outside it).
       resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
