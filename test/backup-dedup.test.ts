@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { createCipheriv } from 'node:crypto';
-import { copyFile, mkdir, open } from 'node:fs/promises';
+import { copyFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { backup, jobSpec, openBackupEnv, type BackupEnv } from './helpers/backup-env.js';
-import { removeDir, tempDir } from './helpers/fixture-tree.js';
+import { before, describe, it } from 'node:test';
+import { backup, backupSuite, jobSpec, type BackupEnv } from './helpers/backup-env.js';
 
 const MiB = 1024 * 1024;
 
@@ -20,24 +19,21 @@ function pseudoRandom(label: string, n: number): Buffer {
 }
 
 describe('deduplication', () => {
-  let dir: string;
   let src: string;
   let env: BackupEnv;
+  backupSuite(
+    async (s) => {
+      const fh = await open(join(s, 'big.bin'), 'w');
+      await fh.write(pseudoRandom('big file', 100 * MiB));
+      await fh.close();
+    },
+    (suite) => ({ src, env } = suite),
+    { chunkerSeed: Buffer.alloc(32, 7) },
+  );
   before(async () => {
-    dir = await tempDir();
-    src = join(dir, 'src');
-    await mkdir(src);
-    const fh = await open(join(src, 'big.bin'), 'w');
-    await fh.write(pseudoRandom('big file', 100 * MiB));
-    await fh.close();
-    env = await openBackupEnv(dir, { chunkerSeed: Buffer.alloc(32, 7) });
     const first = await backup(env, jobSpec(src));
     assert.equal(first.status, 'complete');
     assert.ok(first.stats.bytesNew >= 100 * MiB);
-  });
-  after(async () => {
-    await env.close();
-    await removeDir(dir);
   });
 
   it('a copied 100 MiB file adds less than 1% new data', async () => {

@@ -1,26 +1,20 @@
 import assert from 'node:assert/strict';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { backup, jobSpec, openBackupEnv, type BackupEnv } from './helpers/backup-env.js';
-import { removeDir, tempDir } from './helpers/fixture-tree.js';
+import { before, describe, it } from 'node:test';
+import { backup, backupSuite, jobSpec, type BackupEnv } from './helpers/backup-env.js';
 
 describe('mass-deletion guard in a run', () => {
   let dir: string;
   let src: string;
   let env: BackupEnv;
-  before(async () => {
-    dir = await tempDir();
-    src = join(dir, 'src');
-    await mkdir(src);
-    for (let i = 0; i < 10; i++) await writeFile(join(src, `f${i}`), `file ${i}`);
-    env = await openBackupEnv(dir);
-    assert.equal((await backup(env, jobSpec(src))).status, 'complete');
-  });
-  after(async () => {
-    await env.close();
-    await removeDir(dir);
-  });
+  backupSuite(
+    async (s) => {
+      for (let i = 0; i < 10; i++) await writeFile(join(s, `f${i}`), `file ${i}`);
+    },
+    (suite) => ({ dir, src, env } = suite),
+  );
+  before(async () => assert.equal((await backup(env, jobSpec(src))).status, 'complete'));
 
   const snapshots = async () => (await env.repo.listSnapshots()).length;
 

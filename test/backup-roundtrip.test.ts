@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { appendFile, chmod, chown, lstat, mkdir, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { restoreSnapshot } from '../src/jobs/restore.js';
-import { backup, jobSpec, openBackupEnv, spyRepo, type BackupEnv } from './helpers/backup-env.js';
-import { compareTrees, createTree, hashFile, removeDir, tempDir } from './helpers/fixture-tree.js';
+import { backup, backupSuite, jobSpec, openBackupEnv, spyRepo, type BackupEnv } from './helpers/backup-env.js';
+import { compareTrees, createTree, hashFile } from './helpers/fixture-tree.js';
 
 const SPARSE_SIZE = 1024 ** 3; // 1 GiB of holes: read at page-cache speed, stored as one chunk, restored as holes
 const past = Date.parse('2023-03-04T05:06:07.123Z');
@@ -13,38 +13,33 @@ describe('backup and restore round trip', () => {
   let dir: string;
   let src: string;
   let env: BackupEnv;
-  before(async () => {
-    dir = await tempDir();
-    src = join(dir, 'src');
-    await mkdir(src);
-    const latin1Name = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // "café" in latin1: not UTF-8
-    const junk = Buffer.from([0xff, 0xfe, 0x80, 0x01, 0x7f]);
-    await createTree(src, [
-      ['docs', { dir: { 'a.txt': { file: 'hello\n'.repeat(1000), mtimeMs: past }, 'empty.txt': { file: '' } } }],
-      [latin1Name, { file: 'latin-1 named file', mode: 0o640 }],
-      [junk, { dir: [[Buffer.from([0xc3, 0x28]), { file: 'invalid utf-8 sequence name' }]] }],
-      ['empty-dir', { dir: {}, mode: 0o750, mtimeMs: past }],
-      ['exec.sh', { file: '#!/bin/sh\necho hi\n', mode: 0o755 }],
-      ['setuid', { file: 'x', mode: 0o4755 }],
-      ['readonly-dir', { dir: { inside: { file: 'ro' } }, mode: 0o555 }],
-      ['dangling', { symlink: 'does/not/exist' }],
-      ['loop-a', { symlink: 'loop-b' }],
-      ['loop-b', { symlink: 'loop-a' }],
-      ['abs-link', { symlink: '/etc/passwd' }],
-      ['link-to-dir', { symlink: 'docs' }],
-      ['hard-1', { file: 'shared by hard links' }],
-      ['hard-2', { hardlink: 'hard-1' }],
-      ['docs-hard', { hardlink: 'docs/a.txt' }],
-      ['fifo', { fifo: true, mode: 0o600 }],
-      ['sparse.img', { sparse: SPARSE_SIZE }],
-      ['random.bin', { file: Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251)) }],
-    ]);
-    env = await openBackupEnv(dir);
-  });
-  after(async () => {
-    await env.close();
-    await removeDir(dir);
-  });
+  backupSuite(
+    async (s) => {
+      const latin1Name = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // "café" in latin1: not UTF-8
+      const junk = Buffer.from([0xff, 0xfe, 0x80, 0x01, 0x7f]);
+      await createTree(s, [
+        ['docs', { dir: { 'a.txt': { file: 'hello\n'.repeat(1000), mtimeMs: past }, 'empty.txt': { file: '' } } }],
+        [latin1Name, { file: 'latin-1 named file', mode: 0o640 }],
+        [junk, { dir: [[Buffer.from([0xc3, 0x28]), { file: 'invalid utf-8 sequence name' }]] }],
+        ['empty-dir', { dir: {}, mode: 0o750, mtimeMs: past }],
+        ['exec.sh', { file: '#!/bin/sh\necho hi\n', mode: 0o755 }],
+        ['setuid', { file: 'x', mode: 0o4755 }],
+        ['readonly-dir', { dir: { inside: { file: 'ro' } }, mode: 0o555 }],
+        ['dangling', { symlink: 'does/not/exist' }],
+        ['loop-a', { symlink: 'loop-b' }],
+        ['loop-b', { symlink: 'loop-a' }],
+        ['abs-link', { symlink: '/etc/passwd' }],
+        ['link-to-dir', { symlink: 'docs' }],
+        ['hard-1', { file: 'shared by hard links' }],
+        ['hard-2', { hardlink: 'hard-1' }],
+        ['docs-hard', { hardlink: 'docs/a.txt' }],
+        ['fifo', { fifo: true, mode: 0o600 }],
+        ['sparse.img', { sparse: SPARSE_SIZE }],
+        ['random.bin', { file: Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251)) }],
+      ]);
+    },
+    (suite) => ({ dir, src, env } = suite),
+  );
 
   it('restores an awkward tree byte for byte with modes, mtimes, symlinks, hard links and a FIFO', async () => {
     const result = await backup(env, jobSpec(src));

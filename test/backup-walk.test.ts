@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { appendFile, lstat, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { nameKey } from '../src/backupdb/index.js';
 import { entryFromStat, type BackupRepository } from '../src/jobs/backup-run.js';
 import { restoreSnapshot } from '../src/jobs/restore.js';
 import { EntriesDigest, entriesDigest } from '../src/repo/tree-codec.js';
 import type { TreeEntry } from '../src/repo/types.js';
-import { backup, jobSpec, openBackupEnv, spyRepo, type BackupEnv } from './helpers/backup-env.js';
+import { backup, backupSuite, jobSpec, spyRepo, type BackupEnv } from './helpers/backup-env.js';
 import { compareTrees, createTree, removeDir, tempDir } from './helpers/fixture-tree.js';
 
 /** spyRepo that also counts tree loads and saves. */
@@ -37,26 +37,21 @@ describe('backup walk of unchanged and changed directories', () => {
   let dir: string;
   let src: string;
   let env: BackupEnv;
-  before(async () => {
-    dir = await tempDir();
-    src = join(dir, 'src');
-    await mkdir(src);
-    const deep: Record<string, { file: string } | { dir: Record<string, { file: string }> }> = {};
-    for (let i = 0; i < 40; i++) deep[`f${i}`] = { file: `file ${i}\n` };
-    await createTree(src, {
-      a: { dir: { b: { dir: { c: { dir: { 'leaf.txt': { file: 'leaf' } } }, 'b.txt': { file: 'b' } } } } },
-      many: { dir: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`d${String(i).padStart(2, '0')}`, { dir: { x: { file: `x${i}` } } }])) },
-      flat: { dir: deep },
-      gone: { dir: { g1: { file: 'g1' }, g2: { file: 'g2' }, sub: { dir: { g3: { file: 'g3' } } } } },
-      'top.txt': { file: 'top' },
-      link: { symlink: 'top.txt' },
-    });
-    env = await openBackupEnv(dir);
-  });
-  after(async () => {
-    await env.close();
-    await removeDir(dir);
-  });
+  backupSuite(
+    async (s) => {
+      const deep: Record<string, { file: string } | { dir: Record<string, { file: string }> }> = {};
+      for (let i = 0; i < 40; i++) deep[`f${i}`] = { file: `file ${i}\n` };
+      await createTree(s, {
+        a: { dir: { b: { dir: { c: { dir: { 'leaf.txt': { file: 'leaf' } } }, 'b.txt': { file: 'b' } } } } },
+        many: { dir: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`d${String(i).padStart(2, '0')}`, { dir: { x: { file: `x${i}` } } }])) },
+        flat: { dir: deep },
+        gone: { dir: { g1: { file: 'g1' }, g2: { file: 'g2' }, sub: { dir: { g3: { file: 'g3' } } } } },
+        'top.txt': { file: 'top' },
+        link: { symlink: 'top.txt' },
+      });
+    },
+    (suite) => ({ dir, src, env } = suite),
+  );
 
   it('re-runs an unchanged tree without loading or saving a single tree, to the same root tree', async () => {
     const first = await backup(env, jobSpec(src));

@@ -1,9 +1,12 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { openBackupDb, type BackupDb } from '../../src/backupdb/index.js';
 import { runBackup, type BackupJobSpec, type BackupRepository, type BackupRunOptions, type RunResult } from '../../src/jobs/backup-run.js';
 import { systemClock } from '../../src/node/clock.js';
 import { Repository } from '../../src/repo/repository.js';
 import { LocalStore } from '../../src/store/local-store.js';
+import { removeDir, tempDir } from './fixture-tree.js';
 
 /** A repository on a LocalStore with a cheap KDF (tests only), and a backupdb, in `dir`. */
 export interface BackupEnv {
@@ -34,6 +37,31 @@ export async function openBackupEnv(dir: string, opts: { repoDir?: string; worke
       await db.close();
     },
   };
+}
+
+/**
+ * The usual suite around a BackupEnv: before the suite's tests a temp dir with `src/`
+ * filled by `fill` and an env over it (handed to `use`); after them, all closed and removed.
+ */
+export function backupSuite(
+  fill: (src: string) => Promise<void>,
+  use: (suite: { dir: string; src: string; env: BackupEnv }) => void,
+  opts: Parameters<typeof openBackupEnv>[1] = {},
+): void {
+  let dir = '';
+  let env: BackupEnv | null = null;
+  before(async () => {
+    dir = await tempDir();
+    const src = join(dir, 'src');
+    await mkdir(src);
+    await fill(src);
+    env = await openBackupEnv(dir, opts);
+    use({ dir, src, env });
+  });
+  after(async () => {
+    await env?.close();
+    await removeDir(dir);
+  });
 }
 
 /** A job spec with the defaults of node.cfg. */
