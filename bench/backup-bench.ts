@@ -1,11 +1,15 @@
 /**
  * Nightjar against restic on the same data, in one run (`npm run bench`, or
- * `npm run bench -- --profile large`). Not a test: it prints figures and ratios.
+ * `npm run bench -- --profile large`, `-- --rounds N`). Not a test: it prints figures and
+ * ratios.
  *
  * Steps, each timed for both tools (wall clock of the CLI process, key derivation and
- * start-up included) with peak RSS from `/usr/bin/time -v`: first backup, re-run with
- * nothing changed, re-run after `mutate-dataset.mjs DIR 1`, full restore of the latest
- * snapshot into a fresh directory. Every directory is fresh (see the inode-reuse trap in
+ * start-up included) with peak RSS from `/usr/bin/time -v`: first backup (into a new
+ * repository each round), re-run with nothing changed, re-run after
+ * `mutate-dataset.mjs DIR 1 ROUND` (another 1% each round), full restore of the latest
+ * snapshot into a fresh directory. Each step runs `--rounds` times (default 3), the tools
+ * taking turns, and the median is reported: these machines vary by 10–15% from one run to
+ * the next. Every directory is fresh (see the inode-reuse trap in
  * ../shared/bench/README.md). Both tools encrypt; both run warm (the generator just wrote
  * the data).
  */
@@ -25,10 +29,18 @@ interface Measure {
   stdout: string;
 }
 
-function args(): { profile: string; keep: boolean } {
+function args(): { profile: string; keep: boolean; rounds: number } {
   const a = process.argv.slice(2);
-  const i = a.indexOf('--profile');
-  return { profile: i >= 0 ? (a[i + 1] ?? 'small') : 'small', keep: a.includes('--keep') };
+  const opt = (name: string) => {
+    const i = a.indexOf(name);
+    return i >= 0 ? a[i + 1] : undefined;
+  };
+  return { profile: opt('--profile') ?? 'small', keep: a.includes('--keep'), rounds: Math.max(1, Number(opt('--rounds') ?? 3)) };
+}
+
+/** The run with the median time (its RSS goes with it; peak RSS is taken over all runs). */
+function median(runs: Measure[]): Measure {
+  return [...runs].sort((x, y) => x.ms - y.ms)[Math.floor((runs.length - 1) / 2)]!;
 }
 
 /**
@@ -64,7 +76,7 @@ function ensureRestic(): void {
 }
 
 async function main(): Promise<void> {
-  const { profile, keep } = args();
+  const { profile, keep, rounds } = args();
   ensureRestic();
   const work = mkdtempSync(join(tmpdir(), `nightjar-bench-${profile}-`));
   const data = join(work, 'data');
@@ -72,31 +84,46 @@ async function main(): Promise<void> {
   execFileSync(process.execPath, [join(SHARED, 'gen-dataset.mjs'), data, profile], { stdio: 'inherit' });
 
   // Nightjar: a fresh node with one job over the data, local repository inside the node dir.
-  const node = join(work, 'node');
-  execFileSync(process.execPath, [BIN, 'create-node', node, '--source', data], { stdio: 'ignore' });
+  // restic: a repository with a password from the environment. A new pair per first backup.
+  let node = '';
+  let renv: NodeJS.ProcessEnv = {};
+  const fresh = (round: number) => {
+    node = join(work, `node-${round}`);
+    execFileSync(process.execPath, [BIN, 'create-node', node, '--source', data], { stdio: 'ignore' });
+    const resticRepo = join(work, `restic-repo-${round}`);
+    renv = { ...process.env, RESTIC_PASSWORD: 'bench password', RESTIC_REPOSITORY: resticRepo, RESTIC_CACHE_DIR: join(work, `restic-cache-${round}`) };
+    execFileSync('restic', ['init', '--quiet'], { env: renv, stdio: 'ignore' });
+  };
   const nj = (a: string[]) => measure(process.execPath, [BIN, ...a, '-d', node]);
-
-  // restic: a repository with a password from the environment.
-  const resticRepo = join(work, 'restic-repo');
-  const renv = { ...process.env, RESTIC_PASSWORD: 'bench password', RESTIC_REPOSITORY: resticRepo, RESTIC_CACHE_DIR: join(work, 'restic-cache') };
-  execFileSync('restic', ['init', '--quiet'], { env: renv, stdio: 'ignore' });
   const rs = (a: string[]) => measure('restic', a, renv);
 
-  const rows: { step: string; nightjar: Measure; restic: Measure }[] = [];
-  const step = async (name: string, a: () => Promise<Measure>, b: () => Promise<Measure>) => {
-    const n = await a();
-    const r = await b();
-    rows.push({ step: name, nightjar: n, restic: r });
-    console.log(`${name.padEnd(22)} nightjar ${(n.ms / 1000).toFixed(2)} s  restic ${(r.ms / 1000).toFixed(2)} s`);
+  const rows: { step: string; nightjar: Measure; restic: Measure; runs: { nightjar: Measure[]; restic: Measure[] } }[] = [];
+  const step = async (name: string, a: () => Promise<Measure>, b: () => Promise<Measure>, before?: (round: number) => void) => {
+    const ns: Measure[] = [];
+    const rsm: Measure[] = [];
+    for (let round = 0; round < rounds; round++) {
+      before?.(round);
+      ns.push(await a());
+      rsm.push(await b());
+    }
+    const n = median(ns);
+    const r = median(rsm);
+    rows.push({ step: name, nightjar: n, restic: r, runs: { nightjar: ns, restic: rsm } });
+    const list = (m: Measure[]) => m.map((x) => (x.ms / 1000).toFixed(2)).join(' ');
+    console.log(`${name.padEnd(22)} nightjar ${list(ns)} s  restic ${list(rsm)} s`);
   };
 
-  await step('first backup', () => nj(['run-job', 'b1', '--json']), () => rs(['backup', '--quiet', data]));
+  await step('first backup', () => nj(['run-job', 'b1', '--json']), () => rs(['backup', '--quiet', data]), fresh);
   await step('unchanged re-run', () => nj(['run-job', 'b1', '--json']), () => rs(['backup', '--quiet', data]));
-  execFileSync(process.execPath, [join(SHARED, 'mutate-dataset.mjs'), data, '1'], { stdio: 'ignore' });
-  await step('after 1% mutation', () => nj(['run-job', 'b1', '--json']), () => rs(['backup', '--quiet', data]));
-  const njOut = join(work, 'restore-nightjar');
-  const rsOut = join(work, 'restore-restic');
-  await step('full restore', () => nj(['restore', 'latest', njOut]), () => rs(['restore', 'latest', '--target', rsOut]));
+  await step('after 1% mutation', () => nj(['run-job', 'b1', '--json']), () => rs(['backup', '--quiet', data]), (round) => {
+    execFileSync(process.execPath, [join(SHARED, 'mutate-dataset.mjs'), data, '1', String(round + 1)], { stdio: 'ignore' });
+  });
+  let restoreRound = 0;
+  await step(
+    'full restore',
+    () => nj(['restore', 'latest', join(work, `restore-nightjar-${restoreRound}`)]),
+    () => rs(['restore', 'latest', '--target', join(work, `restore-restic-${restoreRound++}`)]),
+  );
 
   const last = JSON.parse(rows[2]!.nightjar.stdout) as { stats: Record<string, unknown> };
   const first = JSON.parse(rows[0]!.nightjar.stdout) as { stats: Record<string, number> };
@@ -106,7 +133,7 @@ async function main(): Promise<void> {
       `${String(last.stats.filesNew)} new, ${String(last.stats.filesChanged)} changed, ${String(last.stats.filesRemoved)} removed`,
   );
   const targets: Record<string, number> = { 'first backup': 1.0, 'unchanged re-run': 0.5 };
-  console.log(`\n${'step'.padEnd(22)}${'nightjar'.padStart(10)}${'restic'.padStart(10)}${'ratio'.padStart(8)}  target`);
+  console.log(`\nmedians of ${rounds} round(s)\n${'step'.padEnd(22)}${'nightjar'.padStart(10)}${'restic'.padStart(10)}${'ratio'.padStart(8)}  target`);
   for (const r of rows) {
     const ratio = r.nightjar.ms / r.restic.ms;
     const t = targets[r.step];
@@ -115,12 +142,13 @@ async function main(): Promise<void> {
         (t !== undefined ? `  ≤ ${t.toFixed(1)} ${ratio <= t ? 'ok' : 'MISSED'}` : ''),
     );
   }
-  const peak = (k: 'nightjar' | 'restic') => Math.max(...rows.map((r) => r[k].rssKiB)) / 1024;
+  const peak = (k: 'nightjar' | 'restic') => Math.max(...rows.flatMap((r) => r.runs[k].map((m) => m.rssKiB))) / 1024;
   const pr = peak('nightjar') / peak('restic');
   console.log(
     `${'peak RSS'.padEnd(22)}${peak('nightjar').toFixed(0).padStart(7)}MiB${peak('restic').toFixed(0).padStart(7)}MiB${pr.toFixed(2).padStart(8)}  ≤ 1.0 ${pr <= 1 ? 'ok' : 'MISSED'}`,
   );
-  for (const r of rows) console.log(`  rss ${r.step.padEnd(20)} nightjar ${(r.nightjar.rssKiB / 1024).toFixed(0)} MiB, restic ${(r.restic.rssKiB / 1024).toFixed(0)} MiB`);
+  const maxRss = (m: Measure[]) => (Math.max(...m.map((x) => x.rssKiB)) / 1024).toFixed(0);
+  for (const r of rows) console.log(`  rss ${r.step.padEnd(20)} nightjar ${maxRss(r.runs.nightjar)} MiB, restic ${maxRss(r.runs.restic)} MiB`);
   writeFileSync(join(work, 'results.json'), JSON.stringify(rows.map((r) => ({ step: r.step, nightjarMs: r.nightjar.ms, resticMs: r.restic.ms, nightjarRssKiB: r.nightjar.rssKiB, resticRssKiB: r.restic.rssKiB })), null, 2));
   if (!keep && existsSync(work)) rmSync(work, { recursive: true, force: true });
   else console.log(`kept ${work}`);
