@@ -477,31 +477,48 @@ interface ListedMessage {
 
 const S_IFMT = 0o170000n;
 
-/** An lstat result from a worker's listing (fields as in chunk-worker.ts listDir). */
+/**
+ * An lstat result from a worker's listing (fields as in chunk-worker.ts listDir), read from
+ * the listing's array when asked for: an unchanged file's walk needs half of them, and
+ * a bigint made per field per file is garbage the main thread would collect.
+ */
 class ListedStat implements EntryStat {
-  dev: bigint;
-  ino: bigint;
-  mode: bigint;
-  nlink: bigint;
-  uid: bigint;
-  gid: bigint;
-  rdev: bigint;
-  size: bigint;
-  atimeNs: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-  constructor(a: BigInt64Array, o: number) {
-    this.dev = BigInt.asUintN(64, a[o]!);
-    this.ino = BigInt.asUintN(64, a[o + 1]!);
-    this.mode = a[o + 2]!;
-    this.nlink = a[o + 3]!;
-    this.uid = a[o + 4]!;
-    this.gid = a[o + 5]!;
-    this.rdev = a[o + 6]!;
-    this.size = a[o + 7]!;
-    this.atimeNs = a[o + 8]!;
-    this.mtimeNs = a[o + 9]!;
-    this.ctimeNs = a[o + 10]!;
+  constructor(
+    private readonly a: BigInt64Array,
+    private readonly o: number,
+  ) {}
+  get dev(): bigint {
+    return BigInt.asUintN(64, this.a[this.o]!);
+  }
+  get ino(): bigint {
+    return BigInt.asUintN(64, this.a[this.o + 1]!);
+  }
+  get mode(): bigint {
+    return this.a[this.o + 2]!;
+  }
+  get nlink(): bigint {
+    return this.a[this.o + 3]!;
+  }
+  get uid(): bigint {
+    return this.a[this.o + 4]!;
+  }
+  get gid(): bigint {
+    return this.a[this.o + 5]!;
+  }
+  get rdev(): bigint {
+    return this.a[this.o + 6]!;
+  }
+  get size(): bigint {
+    return this.a[this.o + 7]!;
+  }
+  get atimeNs(): bigint {
+    return this.a[this.o + 8]!;
+  }
+  get mtimeNs(): bigint {
+    return this.a[this.o + 9]!;
+  }
+  get ctimeNs(): bigint {
+    return this.a[this.o + 10]!;
   }
   private is(t: bigint): boolean {
     return (this.mode & S_IFMT) === t;
