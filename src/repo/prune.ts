@@ -66,7 +66,7 @@ export async function prune(repo: Repository, opts: { dryRun?: boolean; repack?:
 
 async function pruneLocked(repo: Repository, dryRun: boolean, repackAllowed: boolean): Promise<PruneReport> {
   const store = repo.store;
-  const keys = repositoryKeys(repo);
+  const keys = repo.masterKeys;
   const listing = async (prefix: string) => {
     const out = new Map<string, number>();
     try {
@@ -246,12 +246,3 @@ async function repackLive(store: Repository['store'], keys: MasterKeys, packs: I
   return out;
 }
 
-/**
- * The repository's keys. Repository keeps them private and offers no index-maintenance
- * accessor yet; prune needs the encryption key to read and seal index objects.
- */
-function repositoryKeys(repo: Repository): MasterKeys {
-  const keys = (repo as unknown as { keys?: MasterKeys }).keys;
-  if (!keys?.encKey) throw new RepoError('prune: repository keys unavailable', 'NJ_REPO');
-  return keys;
-}

@@ -281,6 +281,15 @@ export class Repository {
     }
   }
 
+  /**
+   * The repository's secrets, for maintenance in this package that works on the objects
+   * directly (prune rewrites index objects and repacks, verify opens blobs). Never log or
+   * store them.
+   */
+  get masterKeys(): MasterKeys {
+    return this.keys;
+  }
+
   /** Chunker parameters of this repository. */
   get chunkerParams(): ChunkerParams {
     return this.config.chunker;

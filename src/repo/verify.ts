@@ -1,7 +1,6 @@
 import { NotFoundError } from '../store/store.js';
-import { blobId, open, sha256Hex, type MasterKeys } from './crypto.js';
+import { blobId, open, sha256Hex } from './crypto.js';
 import { decompressSync } from './compress.js';
-import { RepoError } from './errors.js';
 import { packObjectName, readPackHeader } from './pack.js';
 import type { Repository } from './repository.js';
 
@@ -66,7 +65,7 @@ export interface VerifyReport {
  * other than a missing pack propagates, and so does `signal`'s reason (checked between packs).
  */
 export async function verifyPacks(repo: Repository, packs: readonly string[], opts: { signal?: AbortSignal } = {}): Promise<VerifyReport> {
-  const keys = repositoryKeys(repo);
+  const keys = repo.masterKeys;
   const problems: PackProblem[] = [];
   let bytesRead = 0;
   for (const pack of packs) {
@@ -112,9 +111,4 @@ export async function listPacks(repo: Repository): Promise<string[]> {
   return out;
 }
 
-/** See prune.ts: Repository offers no key accessor yet. */
-function repositoryKeys(repo: Repository): MasterKeys {
-  const keys = (repo as unknown as { keys?: MasterKeys }).keys;
-  if (!keys?.encKey || !keys.idKey) throw new RepoError('verify: repository keys unavailable', 'NJ_REPO');
-  return keys;
-}
+
