@@ -315,15 +315,16 @@ class Restorer {
     // setgid or sticky bits only once the content is in place.
     const mode = e.mode & 0o7777;
     const modeAtCreate = (mode & 0o7000) === 0 && (mode & this.umask) === 0;
+    const createMode = modeAtCreate ? mode : 0o600;
     // 'wx': O_CREAT|O_EXCL never follows a symlink planted in the way; what is in the way
     // is removed and the create tried once more (a fresh destination costs no lstat).
     let fh;
     try {
-      fh = await open(path, 'wx', modeAtCreate ? mode : 0o600);
+      fh = await open(path, 'wx', createMode);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       await this.clear(path);
-      fh = await open(path, 'wx', modeAtCreate ? mode : 0o600);
+      fh = await open(path, 'wx', createMode);
     }
     try {
       let pos = 0;

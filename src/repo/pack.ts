@@ -153,32 +153,11 @@ export function encodeIndex(packs: IndexedPack[]): Buffer {
   return buf;
 }
 
-/** Parses index plaintext, calling `onPack` per pack. Throws RepoError on malformed input. */
-export function decodeIndex(buf: Buffer, onPack: (name: string, size: number, entries: PackEntry[]) => void): void {
-  if (buf.length < 9 || !buf.subarray(0, 4).equals(INDEX_MAGIC) || buf[4] !== FORMAT) {
-    throw new RepoError('index object: bad magic or version', 'NJ_REPO_FORMAT');
-  }
-  const n = buf.readUInt32LE(5);
-  let pos = 9;
-  for (let i = 0; i < n; i++) {
-    if (pos + 40 > buf.length) throw new RepoError('index object truncated', 'NJ_REPO_FORMAT');
-    const name = buf.toString('hex', pos, pos + 32);
-    const size = buf.readUInt32LE(pos + 32);
-    const count = buf.readUInt32LE(pos + 36);
-    pos += 40;
-    if (pos + count * ENTRY_LEN > buf.length) throw new RepoError('index object truncated', 'NJ_REPO_FORMAT');
-    const entries: PackEntry[] = [];
-    for (let k = 0; k < count; k++, pos += ENTRY_LEN) entries.push(readEntry(buf, pos));
-    onPack(name, size, entries);
-  }
-}
-
 /**
- * decodeIndex straight into `index` (no entry objects, no hex strings: opening a
- * repository loads every index object). Validates the whole object before adding
- * anything, so a malformed one adds nothing. Throws RepoError as decodeIndex does.
+ * Checks index plaintext whole (magic, version, lengths, blob types) before anything is
+ * read from it; returns its number of entries. Throws RepoError (NJ_REPO_FORMAT).
  */
-export function loadIndexInto(buf: Buffer, index: BlobIndex): void {
+function checkIndex(buf: Buffer): number {
   if (buf.length < 9 || !buf.subarray(0, 4).equals(INDEX_MAGIC) || buf[4] !== FORMAT) {
     throw new RepoError('index object: bad magic or version', 'NJ_REPO_FORMAT');
   }
@@ -192,9 +171,32 @@ export function loadIndexInto(buf: Buffer, index: BlobIndex): void {
     if (pos + count * ENTRY_LEN > buf.length) throw new RepoError('index object truncated', 'NJ_REPO_FORMAT');
     for (let k = 0; k < count; k++, pos += ENTRY_LEN) if (buf[pos]! > 1) throw new RepoError(`bad blob type ${buf[pos]}`, 'NJ_REPO_FORMAT');
   }
-  index.reserve(total);
-  let pos = 9;
-  for (let i = 0; i < n; i++) {
+  return total;
+}
+
+/** Parses index plaintext, calling `onPack` per pack. Throws RepoError on malformed input (before any call). */
+export function decodeIndex(buf: Buffer, onPack: (name: string, size: number, entries: PackEntry[]) => void): void {
+  checkIndex(buf);
+  const n = buf.readUInt32LE(5);
+  for (let i = 0, pos = 9; i < n; i++) {
+    const name = buf.toString('hex', pos, pos + 32);
+    const size = buf.readUInt32LE(pos + 32);
+    const count = buf.readUInt32LE(pos + 36);
+    pos += 40;
+    const entries: PackEntry[] = [];
+    for (let k = 0; k < count; k++, pos += ENTRY_LEN) entries.push(readEntry(buf, pos));
+    onPack(name, size, entries);
+  }
+}
+
+/**
+ * decodeIndex straight into `index` (no entry objects, no hex strings: opening a
+ * repository loads every index object). A malformed object adds nothing.
+ */
+export function loadIndexInto(buf: Buffer, index: BlobIndex): void {
+  index.reserve(checkIndex(buf));
+  const n = buf.readUInt32LE(5);
+  for (let i = 0, pos = 9; i < n; i++) {
     const packNo = index.addPack(buf.toString('hex', pos, pos + 32), buf.readUInt32LE(pos + 32));
     const count = buf.readUInt32LE(pos + 36);
     pos += 40;

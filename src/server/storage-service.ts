@@ -40,6 +40,35 @@ export interface ClientStatus {
   readonly lastBackup: BackupReport | null;
 }
 
+/** A client's settings in force: node.cfg's `[clients]` entry overrides the registry's record. */
+export function effectiveClientSettings(clients: NodeConfig['clients'], record: ClientRecord): { appendOnly: boolean; quota: number | null } {
+  const fromConfig = clients[record.name];
+  return { appendOnly: fromConfig ? fromConfig.appendOnly : record.appendOnly, quota: fromConfig?.quota ?? record.quota };
+}
+
+/** One client's status: its settings in force, its space's usage and its last activity. */
+export async function clientStatus(
+  record: ClientRecord,
+  clients: NodeConfig['clients'],
+  space: ClientSpace,
+  activity: ClientActivity,
+): Promise<ClientStatus> {
+  const settings = effectiveClientSettings(clients, record);
+  const usage = await space.usage();
+  const state = await activity.get(record.name);
+  return {
+    name: record.name,
+    appendOnly: settings.appendOnly,
+    quota: settings.quota,
+    usedBytes: usage.bytes,
+    objects: usage.objects,
+    createdAt: record.createdAt,
+    lastSeenAt: state.lastSeenAt,
+    lastBackupAt: state.lastBackup?.reportedAt ?? null,
+    lastBackup: state.lastBackup,
+  };
+}
+
 /** A client that has not completed a backup within `[storage] stale_after`. */
 export interface StaleClient {
   readonly name: string;
@@ -109,13 +138,7 @@ export async function startStorageService(opts: StorageServiceOptions): Promise<
   /** Bytes of all uploads in progress: counted against the disk's free space. */
   let uploadingBytes = 0;
 
-  const effective = (record: ClientRecord) => {
-    const fromConfig = config.clients[record.name];
-    return {
-      appendOnly: fromConfig ? fromConfig.appendOnly : record.appendOnly,
-      quota: fromConfig?.quota ?? record.quota,
-    };
-  };
+  const effective = (record: ClientRecord) => effectiveClientSettings(config.clients, record);
 
   for (const record of await registry.all()) {
     // No upload runs before we listen, so every temp file is a crash leftover.
@@ -377,22 +400,7 @@ export async function startStorageService(opts: StorageServiceOptions): Promise<
 
   async function clients(): Promise<ClientStatus[]> {
     const out: ClientStatus[] = [];
-    for (const record of await registry.all()) {
-      const usage = await spaceOf(record.name).usage();
-      const state = await activity.get(record.name);
-      const { appendOnly, quota } = effective(record);
-      out.push({
-        name: record.name,
-        appendOnly,
-        quota,
-        usedBytes: usage.bytes,
-        objects: usage.objects,
-        createdAt: record.createdAt,
-        lastSeenAt: state.lastSeenAt,
-        lastBackupAt: state.lastBackup?.reportedAt ?? null,
-        lastBackup: state.lastBackup,
-      });
-    }
+    for (const record of await registry.all()) out.push(await clientStatus(record, config.clients, spaceOf(record.name), activity));
     return out;
   }
 

@@ -19,7 +19,7 @@ export function registerClients(program: Command, env: CliEnv): void {
     .addOption(nodeDirOption())
     .option('--json', 'print a JSON array')
     .action(async (opts: { nodeDirectory: string; json?: boolean }) => {
-      const [{ ConfigError, formatProblem, loadConfig }, { ClientActivity }, { loadClientRecords }, { ClientSpace }, { findStaleClients }] = await Promise.all([
+      const [{ ConfigError, formatProblem, loadConfig }, { ClientActivity }, { loadClientRecords }, { ClientSpace }, { clientStatus, findStaleClients }] = await Promise.all([
         import('../config/config.js'),
         import('../../server/client-activity.js'),
         import('../../server/client-registry.js'),
@@ -37,20 +37,7 @@ export function registerClients(program: Command, env: CliEnv): void {
       const activity = new ClientActivity(join(config.storage.path, '.state'), env.clock.nowMs());
       const statuses: ClientStatus[] = [];
       for (const record of await loadClientRecords(layout, (m) => env.stderr.write(`warning: ${m}\n`))) {
-        const usage = await new ClientSpace(join(config.storage.path, record.name)).usage();
-        const state = await activity.get(record.name);
-        const fromConfig = config.clients[record.name];
-        statuses.push({
-          name: record.name,
-          appendOnly: fromConfig ? fromConfig.appendOnly : record.appendOnly,
-          quota: fromConfig?.quota ?? record.quota,
-          usedBytes: usage.bytes,
-          objects: usage.objects,
-          createdAt: record.createdAt,
-          lastSeenAt: state.lastSeenAt,
-          lastBackupAt: state.lastBackup?.reportedAt ?? null,
-          lastBackup: state.lastBackup,
-        });
+        statuses.push(await clientStatus(record, config.clients, new ClientSpace(join(config.storage.path, record.name)), activity));
       }
       const stale = new Map(findStaleClients(statuses, env.clock.now(), config.storage.staleAfterMs).map((s) => [s.name, s]));
       if (opts.json) {
