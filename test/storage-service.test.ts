@@ -16,7 +16,12 @@ async function snapshotTree(dir: string): Promise<string[]> {
   const walk = async (d: string) => {
     for (const e of await fsp.readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name);
-      const st = await fsp.lstat(p);
+      // A temp file the service removes between readdir and lstat is simply gone.
+      const st = await fsp.lstat(p).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return null;
+        throw err;
+      });
+      if (!st) continue;
       out.push(`${relative(dir, p)} ${e.isDirectory() ? 'dir' : st.size} ${st.mtimeMs}`);
       if (e.isDirectory()) await walk(p);
     }

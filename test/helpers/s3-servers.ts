@@ -57,10 +57,15 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A base port P with P..P+6 all free on 127.0.0.1 (swift-saio.sh uses seven). */
+/**
+ * A base port P with P..P+6 all free on 127.0.0.1 (swift-saio.sh uses seven), below the
+ * kernel's ephemeral range (32768 up on Linux): a port that is free now but ephemeral can
+ * be taken by any outgoing connection of the suite before Swift's servers bind it, and an
+ * account server that failed to bind makes the proxy answer SlowDown for good.
+ */
 async function freePortBase(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 4_000) * 10;
+    const base = 20_000 + Math.floor(Math.random() * 1_270) * 10;
     let ok = true;
     for (let p = base; p < base + 7 && ok; p++) ok = await portFree(p);
     if (ok) return base;
@@ -95,6 +100,20 @@ function killPids(dir: string): void {
   } catch {
     /* no run dir */
   }
+}
+
+/** The last lines of each Swift server's log, for a failure message. */
+function swiftLogTails(dir: string): string {
+  const out: string[] = [];
+  for (const n of ['proxy', 'account', 'container', 'object']) {
+    try {
+      const lines = readFileSync(path.join(dir, 'log', `${n}.log`), 'utf8').trimEnd().split('\n');
+      out.push(`--- ${n}.log (last lines)`, ...lines.slice(-8));
+    } catch {
+      out.push(`--- ${n}.log missing`);
+    }
+  }
+  return out.join('\n');
 }
 
 /**
@@ -146,7 +165,8 @@ export async function startSwift(): Promise<S3TestServer> {
           return;
         } catch (err) {
           const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-          if (attempt >= 120 || (status !== undefined && status < 500)) throw err;
+          if (status !== undefined && status < 500) throw err;
+          if (attempt >= 120) throw new Error(`${(err as Error).message} (after ${attempt} tries)\n${swiftLogTails(dir)}`, { cause: err });
           await new Promise((r) => setTimeout(r, 500));
         }
       }
