@@ -21,8 +21,13 @@ export class ByteRing {
   private tail = 0;
   private liveBytes = 0;
 
-  constructor(readonly capacity: number) {
-    this.buf = Buffer.allocUnsafeSlow(capacity);
+  /** `memory`: the bytes to hand out (a buffer shared with another thread), else a new buffer of `capacity`. */
+  constructor(
+    readonly capacity: number,
+    memory?: SharedArrayBuffer,
+  ) {
+    if (memory && memory.byteLength < capacity) throw new RangeError(`ring memory of ${memory.byteLength} bytes (capacity ${capacity})`);
+    this.buf = memory ? Buffer.from(memory, 0, capacity) : Buffer.allocUnsafeSlow(capacity);
   }
 
   /** Bytes in live blocks. */

@@ -7,24 +7,33 @@
  *
  *   main → worker: {t:'files', ids, lens, paths}          read these, in order (job ids; paths back to back)
  *                  {t:'need', a: Float64Array}           triples job, seq, need (1/0)
+ *                  {t:'free', a: Float64Array}           ring offsets of sealed blobs the main thread is done with
  *                  {t:'hash', id, path}                  SHA-256 of a file (a data pack) → {t:'hashed', id, hex} or {t:'hashed', id, error}
- *                  {t:'recycle', data}                   an 'out' message's buffer, done with (transferred back)
  *                  {t:'cancel', job}
  *                  {t:'list', id, path}                  list a directory (readdir + lstat of each entry)
  *   worker → main: {t:'listed', id, names, lens, dirs, stats, errs} or {t:'listed', id, error}
- *                  (see listDir below; answered at once, between two slices of reading) {t:'out', items: Item[], data: ArrayBuffer | null}   (data transferred)
+ *                  (see listDir below; answered at once, between two slices of reading)
+ *                  {t:'out', items: Item[]}
  *     ['c', job, seq, id, raw]                    a chunk was cut and hashed
- *     ['b', job, seq, offset, length, raw, compressed]  sealed bytes of a wanted chunk: data[offset, +length)
+ *     ['b', job, seq, offset, length, raw, compressed]  a wanted chunk is sealed: ring[offset, +length), until freed
  *     ['d', job, bytesRead, changed, after]       the file was read to its end (blobs may follow)
  *     ['e', job, code, message, errno, syscall]   the file failed (nothing more follows for it)
  *
  * `after` is the lstat of the path once the file is closed (FileStatAfter), or null when
- * the path is gone. Chunks awaiting an answer wait in a ByteRing of PENDING_BYTES (plus
- * room for one largest chunk) per thread (backpressure: the main thread stops answering while its gate is closed or its packs
- * are uploading, and this thread then stops reading).
+ * the path is gone.
+ *
+ * Each chunk gets a block of the thread's ByteRing (memory shared with the main thread)
+ * with room for its sealed form; a wanted chunk is compressed and sealed in place and the
+ * main thread copies it into a pack from there, then frees the block. So the thread's
+ * memory is the ring and one read buffer, whatever the file sizes, and nothing is copied
+ * between threads but the blob into its pack. Backpressure: reading stops while the ring
+ * holds PENDING_BYTES (chunks awaiting an answer, sealed blobs awaiting the main thread,
+ * which stops answering while its gate is closed or its packs are uploading).
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
@@ -37,6 +46,8 @@ interface Init {
   gear: Int32Array;
   params: ChunkerParams;
   pendingBytes: number;
+  /** The ring's memory: PENDING_BYTES plus room for one largest sealed chunk. */
+  ring: SharedArrayBuffer;
   compression: ContentCompression;
 }
 
@@ -49,13 +60,26 @@ const READ_SIZE = 1024 * 1024;
 /** Work done between two looks at the message queue (answers free memory, cancels stop work). */
 const SLICE_BYTES = 2 * 1024 * 1024;
 const SLICE_FILES = 64;
-/** Size of an outbox buffer; it is posted once full… */
-const OUT_BYTES = 1024 * 1024;
-/** …and of one for a larger blob (a sealed chunk of the largest size). Both kinds are reused. */
-const BIG_OUT_BYTES = chunker.params.maxSize + SEAL_OVERHEAD;
-/** Outbox buffers the main thread sent back, kept for reuse (no garbage per message). */
-const MAX_FREE = 3;
 const port = parentPort!;
+
+/**
+ * Compression and encryption hand back a new buffer per chunk, each dropped a moment
+ * later. V8 collects dead buffers only after 64 MiB of them or when its young generation
+ * fills (it holds just their small handles), so without help each thread keeps tens of MiB
+ * of dead chunks in its malloc arena. A young-generation collection every
+ * GARBAGE_BYTES (well under a millisecond here) frees them.
+ */
+const GARBAGE_BYTES = 8 * 1024 * 1024;
+setFlagsFromString('--expose-gc');
+const collectYoung = runInNewContext('gc') as (o: { type: 'minor' }) => void;
+let garbageBytes = 0;
+
+function dropped(bytes: number): void {
+  garbageBytes += bytes;
+  if (garbageBytes < GARBAGE_BYTES) return;
+  garbageBytes = 0;
+  collectYoung({ type: 'minor' });
+}
 
 interface JobState {
   cancelled: boolean;
@@ -83,7 +107,9 @@ interface Current {
 const jobs = new Map<number, JobState>();
 const queue: { job: number; path: Buffer }[] = [];
 let current: Current | null = null;
-const ring = new ByteRing(PENDING_BYTES + chunker.params.maxSize);
+const ring = new ByteRing(init.ring.byteLength, init.ring);
+/** Sealed blobs the main thread has not freed yet, by ring offset. */
+const sealed = new Map<number, RingBlock>();
 /** The ring had no room for the next chunk: reading waits for answers. */
 let ringFull = false;
 let buf: Buffer | null = null;
@@ -93,28 +119,10 @@ let scheduled = false;
 
 type Item = (string | number | boolean | null | bigint[])[];
 let items: Item[] = [];
-/** Sealed blobs of the outbox, back to back; transferred with it and sent back for reuse. */
-let out: Uint8Array | null = null;
-let outBytes = 0;
-const free: ArrayBuffer[] = [];
-
 function flush(): void {
   if (items.length === 0) return;
-  const data = out ? (out.buffer as ArrayBuffer) : null;
-  port.postMessage({ t: 'out', items, data }, data ? [data] : []);
+  port.postMessage({ t: 'out', items });
   items = [];
-  out = null;
-  outBytes = 0;
-}
-
-/** Room for `n` more bytes in the outbox (posting it first when full). */
-function room(n: number): Uint8Array {
-  if (out && outBytes + n > out.length) flush();
-  if (!out) {
-    const i = free.findIndex((b) => b.byteLength >= n);
-    out = new Uint8Array(i >= 0 ? free.splice(i, 1)[0]! : new ArrayBuffer(n <= OUT_BYTES ? OUT_BYTES : Math.max(BIG_OUT_BYTES, n)));
-  }
-  return out;
 }
 
 function postError(job: number, err: unknown): void {
@@ -133,7 +141,6 @@ interface InMessage {
   lens?: Uint32Array;
   paths?: Uint8Array;
   a?: Float64Array;
-  data?: ArrayBuffer;
 }
 
 port.on('message', (m: InMessage) => {
@@ -152,11 +159,17 @@ port.on('message', (m: InMessage) => {
     const a = m.a!;
     for (let i = 0; i < a.length; i += 3) answer(a[i]!, a[i + 1]!, a[i + 2] === 1);
     flush();
+  } else if (m.t === 'free') {
+    const a = m.a!;
+    for (let i = 0; i < a.length; i++) {
+      const block = sealed.get(a[i]!);
+      if (!block) continue;
+      sealed.delete(a[i]!);
+      release(block);
+    }
+    return;
   } else if (m.t === 'list') {
     listDir(m.id!, m.path as Uint8Array);
-    return;
-  } else if (m.t === 'recycle') {
-    if (m.data && free.length < MAX_FREE && (m.data.byteLength === OUT_BYTES || m.data.byteLength === BIG_OUT_BYTES)) free.push(m.data);
     return;
   } else if (m.t === 'cancel') {
     const st = jobs.get(m.job!);
@@ -175,20 +188,21 @@ function answer(job: number, seq: number, need: boolean): void {
   const block = st.pending.get(seq);
   if (!block) return;
   st.pending.delete(seq);
-  const chunk = block.bytes;
+  let kept = false;
   if (need && !st.cancelled) {
     try {
-      const z = maybeCompressSync(chunk, init.compression);
-      const plain = z ?? chunk;
-      const dst = room(plain.length + SEAL_OVERHEAD);
-      const len = sealInto(encKey, plain, dst, outBytes);
-      items.push(['b', job, seq, outBytes, len, chunk.length, z !== null]);
-      outBytes += len;
+      const raw = block.bytes.length - SEAL_OVERHEAD;
+      const z = maybeCompressSync(block.bytes.subarray(0, raw), init.compression);
+      const len = sealInto(encKey, z ?? block.bytes.subarray(0, raw), block.bytes, 0);
+      items.push(['b', job, seq, block.start, len, raw, z !== null]);
+      sealed.set(block.start, block);
+      kept = true;
+      dropped((z?.length ?? 0) + len);
     } catch (err) {
       fail(job, st, err);
     }
   }
-  release(block);
+  if (!kept) release(block);
   if (st.pending.size === 0 && !st.reading) jobs.delete(job);
 }
 
@@ -292,7 +306,7 @@ function step(c: Current): number {
       return read;
     }
     const n = c.cut || chunker.cut(buf, c.start, c.end);
-    const block = ring.alloc(n);
+    const block = ring.alloc(n + SEAL_OVERHEAD);
     if (!block) {
       // Wait for answers to free ring space; the cut stays valid (the bytes stay in buf).
       c.cut = n;
@@ -303,7 +317,7 @@ function step(c: Current): number {
     buf.copy(block.bytes, 0, c.start, c.start + n);
     c.start += n;
     c.st.pending.set(c.seq, block);
-    items.push(['c', c.job, c.seq, blobId(idKey, block.bytes), n]);
+    items.push(['c', c.job, c.seq, blobId(idKey, block.bytes.subarray(0, n)), n]);
     c.seq++;
     if (c.eof && c.end === c.start) finishFile(c, true);
     return read;

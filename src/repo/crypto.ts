@@ -55,14 +55,19 @@ export function seal(key: Buffer, plaintext: Uint8Array, aad?: Buffer): Buffer {
   return Buffer.concat([nonce, body, fin, tag], NONCE_LEN + body.length + fin.length + TAG_LEN);
 }
 
+const sealNonce = Buffer.alloc(NONCE_LEN);
+
 /**
  * seal() written straight into `out` at `offset` (out must have plaintext.length +
  * SEAL_OVERHEAD bytes there); returns the sealed length. Saves seal()'s concatenation.
+ * `plaintext` may lie in `out` at `offset` (sealing in place): it is read in full before
+ * anything is written.
  */
 export function sealInto(key: Buffer, plaintext: Uint8Array, out: Uint8Array, offset: number): number {
-  fillNonce(out, offset);
-  const c = createCipheriv('aes-256-gcm', key, out.subarray(offset, offset + NONCE_LEN));
+  fillNonce(sealNonce, 0);
+  const c = createCipheriv('aes-256-gcm', key, sealNonce);
   const body = c.update(plaintext);
+  out.set(sealNonce, offset);
   out.set(body, offset + NONCE_LEN);
   const fin = c.final();
   if (fin.length) out.set(fin, offset + NONCE_LEN + body.length);

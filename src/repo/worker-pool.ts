@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkerParams } from './chunker.js';
 import type { ContentCompression } from './compress.js';
+import { SEAL_OVERHEAD } from './crypto.js';
 import { RepoError } from './errors.js';
 import type { EntryStat, FileStatAfter, RawDirEntry } from './types.js';
 
@@ -9,7 +10,10 @@ import type { EntryStat, FileStatAfter, RawDirEntry } from './types.js';
 export interface FileJobHandlers {
   /** A chunk was hashed; resolve true when its sealed blob is wanted. */
   chunk(seq: number, id: string, rawLength: number): Promise<boolean>;
-  /** The sealed blob of a wanted chunk. */
+  /**
+   * The sealed blob of a wanted chunk. `sealed` lies in the thread's ring and is reused
+   * once the returned promise settles: copy it before that.
+   */
   blob(seq: number, sealed: Buffer, rawLength: number, compressed: boolean): Promise<void>;
 }
 
@@ -43,9 +47,13 @@ interface PoolWorker {
   jobs: Set<Job>;
   /** Expected bytes of the jobs handed to this thread and not finished. */
   bytes: number;
+  /** The thread's ring (chunk-worker.ts): where its sealed blobs are read. */
+  ring: Buffer;
   /** Answers (job, seq, need) not posted yet. */
   answers: number[];
-  answerScheduled: boolean;
+  /** Ring offsets of sealed blobs done with, not posted yet. */
+  freed: number[];
+  repliesScheduled: boolean;
   /** Directory listings asked of this thread and not answered. */
   lists: number;
 }
@@ -197,6 +205,7 @@ export class WorkerPool {
   }
 
   private spawn(): PoolWorker {
+    const ring = new SharedArrayBuffer(this.opts.pendingBytes + this.opts.params.maxSize + SEAL_OVERHEAD);
     const worker = new Worker(new URL('./chunk-worker.js', import.meta.url), {
       workerData: {
         encKey: new Uint8Array(this.opts.encKey),
@@ -204,12 +213,13 @@ export class WorkerPool {
         gear: this.opts.gear,
         params: this.opts.params,
         pendingBytes: this.opts.pendingBytes,
+        ring,
         compression: this.opts.compression,
       },
       // The thread's own heap holds little (chunks live in ArrayBuffers outside it).
       resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
     });
-    const pw: PoolWorker = { worker, jobs: new Set(), bytes: 0, answers: [], answerScheduled: false, lists: 0 };
+    const pw: PoolWorker = { worker, ring: Buffer.from(ring), jobs: new Set(), bytes: 0, answers: [], freed: [], repliesScheduled: false, lists: 0 };
     worker.on('message', (m: OutMessage | ListedMessage | HashedMessage) => this.onMessage(pw, m));
     const die = (err: unknown) => {
       const i = this.workers.indexOf(pw);
@@ -235,14 +245,28 @@ export class WorkerPool {
 
   private answer(pw: PoolWorker, job: Job, seq: number, need: boolean): void {
     pw.answers.push(job.id, seq, need ? 1 : 0);
-    if (pw.answerScheduled) return;
-    pw.answerScheduled = true;
-    // Answers resolved in one turn go out in one message.
+    this.scheduleReplies(pw);
+  }
+
+  /** Gives a sealed blob's ring space back to its thread. */
+  private free(pw: PoolWorker, offset: number): void {
+    pw.freed.push(offset);
+    this.scheduleReplies(pw);
+  }
+
+  /** Answers and frees of one turn go out together, one message of each kind. */
+  private scheduleReplies(pw: PoolWorker): void {
+    if (pw.repliesScheduled) return;
+    pw.repliesScheduled = true;
     setImmediate(() => {
-      pw.answerScheduled = false;
-      const a = Float64Array.from(pw.answers);
-      pw.answers = [];
-      if (a.length > 0 && this.workers.includes(pw)) pw.worker.postMessage({ t: 'need', a }, [a.buffer]);
+      pw.repliesScheduled = false;
+      if (!this.workers.includes(pw)) return;
+      for (const [t, list] of [['free', pw.freed], ['need', pw.answers]] as const) {
+        if (list.length === 0) continue;
+        const a = Float64Array.from(list);
+        list.length = 0;
+        pw.worker.postMessage({ t, a }, [a.buffer]);
+      }
     });
   }
 
@@ -332,15 +356,12 @@ export class WorkerPool {
   private onMessage(pw: PoolWorker, m: OutMessage | ListedMessage | HashedMessage): void {
     if (m.t === 'listed') return this.onListed(m);
     if (m.t === 'hashed') return this.onHashed(m);
-    const data = m.data ? Buffer.from(m.data) : null;
-    // The buffer goes back to the thread once every blob in it was taken (copied into a pack).
-    let blobs = 1;
-    const taken = () => {
-      if (--blobs === 0 && m.data && this.workers.includes(pw)) pw.worker.postMessage({ t: 'recycle', data: m.data }, [m.data]);
-    };
     for (const it of m.items) {
       const job = this.jobs.get(it[1]);
-      if (!job || job.finished) continue;
+      if (!job || job.finished) {
+        if (it[0] === 'b') this.free(pw, it[3]);
+        continue;
+      }
       switch (it[0]) {
         case 'c': {
           const [, , seq, id, raw] = it;
@@ -355,8 +376,7 @@ export class WorkerPool {
         }
         case 'b': {
           const [, , seq, off, len, raw, compressed] = it;
-          const sealed = data!.subarray(off, off + len);
-          blobs++;
+          const sealed = pw.ring.subarray(off, off + len);
           // Not chained behind the job's chunk handlers: one of those may be waiting for a
           // blob reserved by this very job or by another one waiting for this (identical
           // chunks in one file, or in two files in another order); its chunk handler
@@ -370,7 +390,7 @@ export class WorkerPool {
             } catch (err) {
               this.fail(job, err);
             } finally {
-              taken();
+              this.free(pw, off);
             }
           })();
           continue;
@@ -399,7 +419,6 @@ export class WorkerPool {
       }
       job.chain = job.chain.catch((err) => this.fail(job, err));
     }
-    taken();
   }
 
   private finish(job: Job, r: FileJobResult): void {
@@ -437,7 +456,6 @@ type OutItem =
 interface OutMessage {
   t: 'out';
   items: OutItem[];
-  data: ArrayBuffer | null;
 }
 
 interface HashedMessage {
