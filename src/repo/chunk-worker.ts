@@ -167,7 +167,6 @@ port.on('message', (m: InMessage) => {
       sealed.delete(a[i]!);
       release(block);
     }
-    return;
   } else if (m.t === 'list') {
     listDir(m.id!, m.path as Uint8Array);
     return;
