@@ -1,3 +1,4 @@
+import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
 /** Largest semi-space (of two) of the main thread's young generation. */
@@ -16,11 +17,12 @@ const OLD_GROWING_PERCENT = 100;
  */
 export function limitHeapGrowth(): void {
   setFlagsFromString(`--heap-growing-percent=${OLD_GROWING_PERCENT}`);
-  const timer = setInterval(() => {
+  // The young generation only grows in a collection: look after each one until it is big enough.
+  const observer = new PerformanceObserver(() => {
     const young = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
     if (young && young.space_size < 2 * SEMI_SPACE_BYTES * 0.9) return;
     setFlagsFromString('--semi-space-growth-factor=1');
-    clearInterval(timer);
-  }, 20);
-  timer.unref();
+    observer.disconnect();
+  });
+  observer.observe({ entryTypes: ['gc'] });
 }

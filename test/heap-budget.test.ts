@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+
+const MODULE = new URL('../src/node/heap-budget.js', import.meta.url).href;
+
+/**
+ * A program like a backup's main thread: many short-lived objects, a good share of them
+ * surviving a while (in flight), and a turn of the event loop every few thousand. Run in
+ * a child process (heap flags are process-wide); prints the largest young generation seen.
+ */
+function youngGenerationMiB(limited: boolean): number {
+  const script = `
+    import { getHeapSpaceStatistics } from 'node:v8';
+    if (${limited}) (await import(${JSON.stringify(MODULE)})).limitHeapGrowth();
+    const inFlight = new Array(100_000);
+    let largest = 0;
+    for (let turn = 0; turn < 400; turn++) {
+      for (let i = 0; i < 10_000; i++) inFlight[(turn * 10_000 + i) % inFlight.length] = { turn, i, name: 'file' + i };
+      await new Promise((resolve) => setImmediate(resolve));
+      largest = Math.max(largest, getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size);
+    }
+    process.stdout.write(String(largest / 1048576));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return Number(r.stdout);
+}
+
+describe('limitHeapGrowth', () => {
+  it('stops the young generation at 2 × 8 MiB where V8 alone grows it to 2 × 16 MiB', () => {
+    const unlimited = youngGenerationMiB(false);
+    const limited = youngGenerationMiB(true);
+    assert.ok(unlimited > 16, `without the limit the program grows it past 16 MiB (${unlimited} MiB): the test can tell`);
+    assert.ok(limited <= 16, `with the limit: ${limited} MiB`);
+  });
+});
