@@ -175,6 +175,11 @@ export class WorkerPool {
   private dispatch(): void {
     while (this.workers.length < this.opts.workers && this.queueHead < this.queue.length) this.spawn();
     const batches = new Map<PoolWorker, Job[]>();
+    // Only threads down to half their share are topped up (to the full share): a batch of
+    // many files per message instead of a message per finished file (each costs the main
+    // thread tens of µs).
+    const { filesPerWorker, bytesPerWorker } = this.opts;
+    const open = this.workers.filter((x) => x.jobs.size <= filesPerWorker / 2 && x.bytes <= bytesPerWorker / 2);
     while (this.queueHead < this.queue.length) {
       const job = this.queue[this.queueHead]!;
       if (job.finished) {
@@ -182,10 +187,10 @@ export class WorkerPool {
         continue;
       }
       let w: PoolWorker | undefined;
-      for (const x of this.workers) if (!w || x.bytes < w.bytes || (x.bytes === w.bytes && x.jobs.size < w.jobs.size)) w = x;
+      for (const x of open) if (!w || x.bytes < w.bytes || (x.bytes === w.bytes && x.jobs.size < w.jobs.size)) w = x;
       if (!w) break;
       // A thread takes more while it has room; an idle one always takes the next file.
-      if (w.jobs.size > 0 && (w.jobs.size >= this.opts.filesPerWorker || w.bytes + job.size > this.opts.bytesPerWorker)) break;
+      if (w.jobs.size > 0 && (w.jobs.size >= filesPerWorker || w.bytes + job.size > bytesPerWorker)) break;
       this.queueHead++;
       job.worker = w;
       w.jobs.add(job);
