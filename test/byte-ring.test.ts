@@ -61,4 +61,15 @@ describe('ByteRing', () => {
     assert.throws(() => new ByteRing(8).alloc(9), RangeError);
     assert.throws(() => new ByteRing(8).alloc(0), RangeError);
   });
+
+  it('hands out blocks of shared memory given to it (what another thread sees)', () => {
+    const memory = new SharedArrayBuffer(16);
+    const r = new ByteRing(16, memory);
+    const a = r.alloc(4)!;
+    const b = r.alloc(4)!;
+    a.bytes.fill(7);
+    b.bytes.fill(9);
+    assert.deepEqual([...new Uint8Array(memory, 0, 8)], [7, 7, 7, 7, 9, 9, 9, 9]);
+    assert.throws(() => new ByteRing(32, memory), RangeError, 'memory smaller than the capacity');
+  });
 });

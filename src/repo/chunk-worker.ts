@@ -32,13 +32,12 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
 import { ByteRing, type RingBlock } from './byte-ring.js';
 import { blobId, SEAL_OVERHEAD, sealInto } from './crypto.js';
+import { GarbageMeter } from './young-gc.js';
 
 interface Init {
   encKey: Uint8Array;
@@ -62,24 +61,8 @@ const SLICE_BYTES = 2 * 1024 * 1024;
 const SLICE_FILES = 64;
 const port = parentPort!;
 
-/**
- * Compression and encryption hand back a new buffer per chunk, each dropped a moment
- * later. V8 collects dead buffers only after 64 MiB of them or when its young generation
- * fills (it holds just their small handles), so without help each thread keeps tens of MiB
- * of dead chunks in its malloc arena. A young-generation collection every
- * GARBAGE_BYTES (well under a millisecond here) frees them.
- */
-const GARBAGE_BYTES = 8 * 1024 * 1024;
-setFlagsFromString('--expose-gc');
-const collectYoung = runInNewContext('gc') as (o: { type: 'minor' }) => void;
-let garbageBytes = 0;
-
-function dropped(bytes: number): void {
-  garbageBytes += bytes;
-  if (garbageBytes < GARBAGE_BYTES) return;
-  garbageBytes = 0;
-  collectYoung({ type: 'minor' });
-}
+/** Compression and encryption make a new buffer per chunk, dropped a moment later. */
+const garbage = new GarbageMeter(2 * 1024 * 1024);
 
 interface JobState {
   cancelled: boolean;
@@ -196,7 +179,7 @@ function answer(job: number, seq: number, need: boolean): void {
       items.push(['b', job, seq, block.start, len, raw, z !== null]);
       sealed.set(block.start, block);
       kept = true;
-      dropped((z?.length ?? 0) + len);
+      garbage.dropped((z?.length ?? 0) + len);
     } catch (err) {
       fail(job, st, err);
     }
