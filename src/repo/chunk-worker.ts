@@ -174,8 +174,9 @@ function answer(job: number, seq: number, need: boolean): void {
   if (need && !st.cancelled) {
     try {
       const raw = block.bytes.length - SEAL_OVERHEAD;
-      const z = maybeCompressSync(block.bytes.subarray(0, raw), init.compression);
-      const len = sealInto(encKey, z ?? block.bytes.subarray(0, raw), block.bytes, 0);
+      const chunk = block.bytes.subarray(0, raw);
+      const z = maybeCompressSync(chunk, init.compression);
+      const len = sealInto(encKey, z ?? chunk, block.bytes, 0);
       items.push(['b', job, seq, block.start, len, raw, z !== null]);
       sealed.set(block.start, block);
       kept = true;
