@@ -2,7 +2,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
 /** Largest semi-space (of two) of the main thread's young generation. */
-const SEMI_SPACE_BYTES = 8 * 1024 * 1024;
+const SEMI_SPACE_BYTES = 4 * 1024 * 1024;
 /** After a full collection, the old generation may grow to (1 + this/100) × what is live. */
 const OLD_GROWING_PERCENT = 100;
 
@@ -13,7 +13,9 @@ const OLD_GROWING_PERCENT = 100;
  * kept resident. Measured on the bench's small profile: 8 MiB semi-spaces and a 2× growing
  * factor cut peak RSS by ~40 MiB for ~1% more time. V8 reads both flags when it
  * resizes, so setting them at start-up works; the young generation's size can't be capped
- * that way, so its growth is switched off once it reaches the size wanted.
+ * that way, so its growth is switched off once it reaches the size wanted. 4 MiB semi-spaces
+ * against 8: ~8 MiB less on both bench profiles, no slower (2 MiB: more is promoted, and
+ * the old generation grew by more than that saved).
  */
 export function limitHeapGrowth(): void {
   setFlagsFromString(`--heap-growing-percent=${OLD_GROWING_PERCENT}`);

@@ -71,7 +71,11 @@ export interface WorkerPoolOptions {
   filesPerWorker?: number;
   /** …and their expected bytes (default 8 MiB; a larger file is handed over alone). */
   bytesPerWorker?: number;
-  /** Bytes of chunks a thread keeps while waiting for answers (default 8 MiB: several slices, so a thread reads on while answers travel). */
+  /**
+   * Bytes of chunks a thread keeps while waiting for answers (default 2 MiB: its ring is
+   * this plus one largest sealed chunk). Bench, 2 workers: 2 MiB against 8 MiB cost no
+   * time and saved ~20 MiB peak RSS on both profiles.
+   */
   pendingBytes?: number;
 }
 
@@ -100,7 +104,7 @@ export class WorkerPool {
     this.opts = {
       filesPerWorker: 128,
       bytesPerWorker: 8 * 1024 * 1024,
-      pendingBytes: 8 * 1024 * 1024,
+      pendingBytes: 2 * 1024 * 1024,
       compression: 'small',
       ...opts,
       workers: Math.max(1, opts.workers ?? availableParallelism()),
