@@ -544,11 +544,17 @@ export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket 
   // One payment at a time (every gate waits for the debt paid so far): a take per waiting
   // file would also mean an abort listener per file on the signal.
   let paying: Promise<void> = Promise.resolve();
+  // Methods bound once (a backup calls some per file: a bind per call is garbage).
+  const bound = new Map<string | symbol, { value: unknown; fn: unknown }>();
   return new Proxy(repo, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
       if (typeof value !== 'function') return value;
-      if (prop !== 'saveFile') return (value as (...a: unknown[]) => unknown).bind(target);
+      if (prop !== 'saveFile') {
+        let b = bound.get(prop);
+        if (b?.value !== value) bound.set(prop, (b = { value, fn: (value as (...a: unknown[]) => unknown).bind(target) }));
+        return b.fn;
+      }
       return (path: unknown, opts: { gate?: () => Promise<void>; onChunk?: (n: number) => void } = {}) => {
         return (value as (p: unknown, o: unknown) => unknown).call(target, path, {
           ...opts,

@@ -10,8 +10,8 @@
  *                  {t:'free', a: Float64Array}           ring offsets of sealed blobs the main thread is done with
  *                  {t:'hash', id, path}                  SHA-256 of a file (a data pack) → {t:'hashed', id, hex} or {t:'hashed', id, error}
  *                  {t:'cancel', job}
- *                  {t:'list', id, path}                  list a directory (readdir + lstat of each entry)
- *   worker → main: {t:'listed', id, names, lens, dirs, stats, errs} or {t:'listed', id, error}
+ *                  {t:'list', ids, lens, paths}           list these directories (readdir + lstat of each entry)
+ *   worker → main: {t:'listed', results}                 per directory {id, names, lens, dirs, stats, errs} or {id, error}
  *                  (see listDir below; answered at once, between two slices of reading)
  *                  {t:'out', items: Item[]}
  *     ['c', job, seq, id, raw]                    a chunk was cut and hashed
@@ -151,7 +151,11 @@ port.on('message', (m: InMessage) => {
       release(block);
     }
   } else if (m.t === 'list') {
-    listDir(m.id!, m.path as Uint8Array);
+    const all = Buffer.from(m.paths!.buffer, m.paths!.byteOffset, m.paths!.byteLength);
+    const results: Listing[] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (let i = 0, pos = 0; i < m.ids!.length; i++) results.push(listDir(m.ids![i]!, all.subarray(pos, (pos += m.lens![i]!)), transfer));
+    port.postMessage({ t: 'listed', results }, transfer);
     return;
   } else if (m.t === 'cancel') {
     const st = jobs.get(m.job!);
@@ -382,6 +386,11 @@ function hashFile(id: number, path: string): void {
 
 // ---------------------------------------------------------------- directory listings
 
+/** One directory's listing, or the error that stopped it (worker-pool.ts reads it). */
+type Listing =
+  | { id: number; error: { code: string | null; message: string; errno: number | null; syscall: string | null } }
+  | { id: number; names: Uint8Array; lens: Uint32Array; dirs: Uint8Array; stats: BigInt64Array; errs: ([string | null, string] | null)[] };
+
 /** Stat fields per entry in a listing's BigInt64Array (order known to worker-pool.ts). */
 const STAT_FIELDS = 11;
 const SLASH = 0x2f;
@@ -393,15 +402,13 @@ const SLASH = 0x2f;
  * mode, nlink, uid, gid, rdev, size, atime, mtime, ctime) in `stats`, and per entry the
  * lstat's error or null in `errs`.
  */
-function listDir(id: number, dir: Uint8Array): void {
-  const path = Buffer.from(dir.buffer, dir.byteOffset, dir.byteLength);
+function listDir(id: number, path: Buffer, transfer: ArrayBuffer[]): Listing {
   let ents;
   try {
     ents = readdirSync(path, { withFileTypes: true, encoding: 'buffer' });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    port.postMessage({ t: 'listed', id, error: { code: e.code ?? null, message: e.message, errno: e.errno ?? null, syscall: e.syscall ?? null } });
-    return;
+    return { id, error: { code: e.code ?? null, message: e.message, errno: e.errno ?? null, syscall: e.syscall ?? null } };
   }
   const n = ents.length;
   let total = 0;
@@ -444,5 +451,6 @@ function listDir(id: number, dir: Uint8Array): void {
       errs[i] = [e.code ?? null, e.message];
     }
   }
-  port.postMessage({ t: 'listed', id, names, lens, dirs, stats, errs }, [names.buffer, lens.buffer, stats.buffer]);
+  transfer.push(names.buffer, lens.buffer, stats.buffer);
+  return { id, names, lens, dirs, stats, errs };
 }

@@ -7,6 +7,13 @@ import type { BlobType } from './types.js';
 
 /** Blobs are gathered into writes of this size (one file write per many small blobs). */
 const STAGING_BYTES = 1024 * 1024;
+/**
+ * Staging buffers whose write is done, kept for the next ones: a new buffer per MiB
+ * written would be garbage that lives through its write, so reaches the old generation
+ * and stays resident until a full collection (tens of MiB during a backup).
+ */
+const spareStaging: Buffer[] = [];
+const SPARE_STAGING_MAX = 4;
 
 /**
  * A pack built in a file rather than in memory (data packs: 16 MiB each, a few at once
@@ -60,7 +67,7 @@ export class PackFile {
     }
     if (this.staging && this.stagingBytes + sealed.length > this.staging.length) this.writeStaging();
     if (!this.staging) {
-      this.staging = Buffer.allocUnsafe(STAGING_BYTES);
+      this.staging = spareStaging.pop() ?? Buffer.allocUnsafe(STAGING_BYTES);
       this.stagingAt = entry.offset;
     }
     this.staging.set(sealed, this.stagingBytes);
@@ -111,7 +118,11 @@ export class PackFile {
   /** Starts writing the staging buffer out (a new one is taken for the next blobs). */
   private writeStaging(): void {
     if (!this.staging || this.stagingBytes === 0) return;
-    this.write(this.staging.subarray(0, this.stagingBytes), this.stagingAt);
+    const staging = this.staging;
+    const spare = () => {
+      if (spareStaging.length < SPARE_STAGING_MAX) spareStaging.push(staging);
+    };
+    void this.write(staging.subarray(0, this.stagingBytes), this.stagingAt).then(spare, spare);
     this.staging = null;
     this.stagingBytes = 0;
   }
