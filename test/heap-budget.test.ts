@@ -9,13 +9,18 @@ const MODULE = new URL('../src/node/heap-budget.js', import.meta.url).href;
  * surviving a while (in flight), and a turn of the event loop every few thousand. Run in
  * a child process (heap flags are process-wide); prints the largest young generation seen.
  */
-function youngGenerationMiB(limited: boolean): number {
+function youngGenerationMiB(limited: boolean, workerAtTurn = -1): number {
   const script = `
     import { getHeapSpaceStatistics } from 'node:v8';
+    import { Worker } from 'node:worker_threads';
     if (${limited}) (await import(${JSON.stringify(MODULE)})).limitHeapGrowth();
     const inFlight = new Array(100_000);
     let largest = 0;
     for (let turn = 0; turn < 400; turn++) {
+      if (turn === ${workerAtTurn}) {
+        const w = new Worker('setTimeout(() => {}, 200)', { eval: true });
+        await new Promise((resolve) => w.once('online', resolve));
+      }
       for (let i = 0; i < 10_000; i++) inFlight[(turn * 10_000 + i) % inFlight.length] = { turn, i, name: 'file' + i };
       await new Promise((resolve) => setImmediate(resolve));
       largest = Math.max(largest, getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size);
@@ -33,5 +38,10 @@ describe('limitHeapGrowth', () => {
     const limited = youngGenerationMiB(true);
     assert.ok(unlimited > 16, `without the limit the program grows it past 16 MiB (${unlimited} MiB): the test can tell`);
     assert.ok(limited <= 8, `with the limit: ${limited} MiB`);
+  });
+
+  it('keeps it there when a worker thread starts afterwards (a new isolate resets the growth factor)', () => {
+    const limited = youngGenerationMiB(true, 200);
+    assert.ok(limited <= 8, `with the limit and a worker started half-way: ${limited} MiB`);
   });
 });
