@@ -92,7 +92,7 @@ export interface RepoOptions {
   pid?: number;
   /** The chunker seed of a new repository (init only; default random). Tests fix it for reproducible chunk boundaries. */
   chunkerSeed?: Buffer;
-  /** Start the worker threads at once (a backup: they boot while the index loads), not on first use. */
+  /** Start a worker thread at once (a backup: it boots while the index loads), not on first use; all of them when the repository is empty. */
   startWorkers?: boolean;
   /** Where the master keys unsealed by this passphrase are kept between opens (skips the key derivation). */
   keyCache?: KeyCache;
@@ -267,6 +267,8 @@ export class Repository {
     const repo = new Repository(store, keys, config, opts);
     if (opts.startWorkers) repo.workerPool().start();
     await repo.refreshIndex();
+    // Nothing stored yet: this backup reads every file, so every thread is wanted at once.
+    if (opts.startWorkers && repo.index.size === 0) repo.workerPool().start(Infinity);
     return repo;
   }
 

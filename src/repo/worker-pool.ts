@@ -154,13 +154,13 @@ export class WorkerPool {
   }
 
   /**
-   * Starts one thread now (a thread takes ~60 ms to boot: a backup starts it while it loads
-   * the index). The others start with the first file to read: a walk that finds nothing to
-   * read (an unchanged re-run) lists directories in one thread, and the CPU time and memory
-   * another thread's boot would take stay with the walk.
+   * Starts `threads` threads now (a thread takes ~60 ms to boot: a backup starts one while
+   * it loads the index). The others start with the first file to read: a walk that finds
+   * nothing to read (an unchanged re-run) lists directories in one thread, and the CPU time
+   * and memory another thread's boot would take stay with the walk.
    */
-  start(): void {
-    if (!this.closed && this.workers.length === 0) this.spawn();
+  start(threads = 1): void {
+    while (!this.closed && this.workers.length < Math.min(threads, this.opts.workers)) this.spawn();
   }
 
   async close(): Promise<void> {
