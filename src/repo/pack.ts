@@ -157,7 +157,7 @@ export function encodeIndex(packs: IndexedPack[]): Buffer {
  * Checks index plaintext whole (magic, version, lengths, blob types) before anything is
  * read from it; returns its number of entries. Throws RepoError (NJ_REPO_FORMAT).
  */
-export function indexEntryCount(buf: Buffer): number {
+function checkIndex(buf: Buffer): number {
   if (buf.length < 9 || !buf.subarray(0, 4).equals(INDEX_MAGIC) || buf[4] !== FORMAT) {
     throw new RepoError('index object: bad magic or version', 'NJ_REPO_FORMAT');
   }
@@ -176,7 +176,7 @@ export function indexEntryCount(buf: Buffer): number {
 
 /** Parses index plaintext, calling `onPack` per pack. Throws RepoError on malformed input (before any call). */
 export function decodeIndex(buf: Buffer, onPack: (name: string, size: number, entries: PackEntry[]) => void): void {
-  indexEntryCount(buf);
+  checkIndex(buf);
   const n = buf.readUInt32LE(5);
   for (let i = 0, pos = 9; i < n; i++) {
     const name = buf.toString('hex', pos, pos + 32);
@@ -194,7 +194,7 @@ export function decodeIndex(buf: Buffer, onPack: (name: string, size: number, en
  * repository loads every index object). A malformed object adds nothing.
  */
 export function loadIndexInto(buf: Buffer, index: BlobIndex): void {
-  index.reserve(indexEntryCount(buf));
+  index.reserve(checkIndex(buf));
   const n = buf.readUInt32LE(5);
   for (let i = 0, pos = 9; i < n; i++) {
     const packNo = index.addPack(buf.toString('hex', pos, pos + 32), buf.readUInt32LE(pos + 32));

@@ -28,7 +28,7 @@ import {
   WrongPassphraseError,
 } from './errors.js';
 import { acquireLock } from './lock.js';
-import { encodeIndex, indexEntryCount, loadIndexInto, packObjectName, PackBuilder, readPackHeader, type IndexedPack, type PackEntry } from './pack.js';
+import { encodeIndex, ENTRY_LEN, loadIndexInto, packObjectName, PackBuilder, readPackHeader, type IndexedPack, type PackEntry } from './pack.js';
 import { PackFile } from './pack-file.js';
 import { decodeTree, encodeTree } from './tree-codec.js';
 import type {
@@ -312,25 +312,25 @@ export class Repository {
    */
   async refreshIndex(): Promise<void> {
     const names: string[] = [];
-    for await (const o of this.store.list('index/')) if (!this.loadedIndexes.has(o.name)) names.push(o.name);
-    const plains = new Map<string, Buffer>();
-    let entries = 0;
+    let entriesAtMost = 0;
+    for await (const o of this.store.list('index/')) {
+      if (this.loadedIndexes.has(o.name)) continue;
+      names.push(o.name);
+      entriesAtMost += Math.floor(o.size / ENTRY_LEN);
+    }
+    // Room for all at once (an object holds at most size / ENTRY_LEN entries): growing per
+    // index object would rehash the table each time.
+    this.index.reserve(entriesAtMost);
     await mapLimit(names, 8, async (name) => {
       try {
         const plain = open(this.keys.encKey, await this.store.read(name), name);
-        entries += indexEntryCount(plain);
-        plains.set(name, plain);
+        loadIndexInto(plain, this.index);
+        this.loadedIndexes.add(name);
+        this.badIndexes.delete(name);
       } catch (err) {
         this.badIndexes.set(name, err instanceof Error ? err.message : String(err));
       }
     });
-    // Room for all at once: growing per index object would rehash the table each time.
-    this.index.reserve(entries);
-    for (const [name, plain] of plains) {
-      loadIndexInto(plain, this.index);
-      this.loadedIndexes.add(name);
-      this.badIndexes.delete(name);
-    }
   }
 
   /**
