@@ -4,7 +4,8 @@
  * ratios.
  *
  * Steps, each timed for both tools (wall clock of the CLI process, key derivation and
- * start-up included) with peak RSS from `/usr/bin/time -v`: first backup (into a new
+ * start-up included; `bin/nightjar.js` run as the `nightjar` command is, with its shebang's
+ * node flags) with peak RSS from `/usr/bin/time -v`: first backup (into a new
  * repository each round), re-run with nothing changed, re-run after
  * `mutate-dataset.mjs DIR 1 ROUND` (another 1% each round), full restore of the latest
  * snapshot into a fresh directory. Each step runs `--rounds` times (default 3), the tools
@@ -94,7 +95,7 @@ async function main(): Promise<void> {
     renv = { ...process.env, RESTIC_PASSWORD: 'bench password', RESTIC_REPOSITORY: resticRepo, RESTIC_CACHE_DIR: join(work, `restic-cache-${round}`) };
     execFileSync('restic', ['init', '--quiet'], { env: renv, stdio: 'ignore' });
   };
-  const nj = (a: string[]) => measure(process.execPath, [BIN, ...a, '-d', node]);
+  const nj = (a: string[]) => measure(BIN, [...a, '-d', node]);
   const rs = (a: string[]) => measure('restic', a, renv);
 
   const rows: { step: string; nightjar: Measure; restic: Measure; runs: { nightjar: Measure[]; restic: Measure[] } }[] = [];

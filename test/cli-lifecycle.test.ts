@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { appendFile, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runCli, startCli, tempDir } from './helpers/cli.js';
+import { NIGHTJAR_BIN, runCli, startCli, tempDir } from './helpers/cli.js';
 
 const FIXTURES = new URL('../../test/fixtures/cfg/', import.meta.url).pathname;
 
@@ -27,6 +27,14 @@ describe('nightjar CLI basics', () => {
     const r = await runCli(['--version']);
     assert.equal(r.code, 0);
     assert.equal(r.stdout.trim(), pkg.version);
+  });
+
+  test('bin/nightjar.js runs as a command: its shebang (node with flags) works', () => {
+    // As `nightjar` runs once installed; node must be on PATH, as it is for npm scripts.
+    const path = `${join(process.execPath, '..')}:${process.env.PATH ?? ''}`;
+    const r = spawnSync(NIGHTJAR_BIN, ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: path } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^\d+\.\d+\.\d+/);
   });
 
   test('--help lists the commands; each command has its own --help', async () => {
