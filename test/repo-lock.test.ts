@@ -37,6 +37,33 @@ describe('Repository locks', () => {
     await b.close();
   });
 
+  it('sharedLock: a backup lock is taken while opening, handed over once, released by close when never taken', async () => {
+    const store = new MemoryStore();
+    const clock = new FakeClock(T0);
+    const a = await Repository.init(store, 'pw', base(clock, 'host-a'));
+    const b = await Repository.open(store, 'pw', base(clock, 'host-b', { sharedLock: true }));
+    assert.equal((await lockNames(store)).length, 1);
+    const held = b.takeOpeningLock();
+    assert.ok(held && !held.exclusive);
+    assert.equal(b.takeOpeningLock(), null);
+    await assert.rejects(a.lock(true), (e: unknown) => e instanceof RepoLockedError && /locked by host-b/.test(e.message));
+    await held.release();
+    assert.deepEqual(await lockNames(store), []);
+
+    const c = await Repository.open(store, 'pw', base(clock, 'host-c', { sharedLock: true }));
+    assert.equal((await lockNames(store)).length, 1);
+    await c.close();
+    assert.deepEqual(await lockNames(store), []);
+
+    // An exclusive lock (prune) refuses the open, which leaves no lock and no open repository behind.
+    const x = await a.lock(true);
+    await assert.rejects(Repository.open(store, 'pw', base(clock, 'host-d', { sharedLock: true })), (e: unknown) => e instanceof RepoLockedError && /exclusively by host-a/.test(e.message));
+    assert.equal((await lockNames(store)).length, 1);
+    await x.release();
+    await a.close();
+    await b.close();
+  });
+
   it('a lock not refreshed for 30 min is stale and removed; a refreshed one is not', async () => {
     const store = new MemoryStore();
     const deadClock = new FakeClock(T0); // never advanced: its holder "crashed" and never refreshes

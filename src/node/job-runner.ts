@@ -105,9 +105,9 @@ export class BackupJobRunner implements JobRunner {
       if (!parkCheckpoint && !name.startsWith('locks/')) await ctx.gate.wait(ctx.signal, chunkIgnores);
     };
     const bandwidth = this.deps.bandwidth?.forRun({ job: job.name, target: target.alias, gate: ctx.gate, signal: ctx.signal, uploadGate });
-    const opened = await openTarget(target, { clock, workers: config.node.workers, startWorkers: true, ...(bandwidth ? { bandwidth } : {}) });
+    const opened = await openTarget(target, { clock, workers: config.node.workers, startWorkers: true, sharedLock: true, ...(bandwidth ? { bandwidth } : {}) });
     try {
-      const lock = await opened.repo.lock(false);
+      const lock = opened.repo.takeOpeningLock() ?? (await opened.repo.lock(false));
       try {
         const result = await runBackupRecorded({
           db,

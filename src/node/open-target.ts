@@ -79,7 +79,7 @@ export interface OpenedTarget {
  */
 export async function openTarget(
   target: TargetConfig,
-  opts: { clock: Clock; workers?: number; bandwidth?: RunBandwidth | Promise<RunBandwidth>; startWorkers?: boolean },
+  opts: { clock: Clock; workers?: number; bandwidth?: RunBandwidth | Promise<RunBandwidth>; startWorkers?: boolean; sharedLock?: boolean },
 ): Promise<OpenedTarget> {
   const [base, { Repository }] = await Promise.all([
     openTargetStore(target, { clock: opts.clock }),
@@ -96,6 +96,7 @@ export async function openTarget(
       workers: opts.workers ?? 0,
       keyCache: fileKeyCache(target.passphraseFile, passphrase, store.location),
       ...(opts.startWorkers ? { startWorkers: true } : {}),
+      ...(opts.sharedLock ? { sharedLock: true } : {}),
     });
     repo = opened.repo;
     return { repo: bw === undefined ? repo : (await bw).wrapRepo(repo), store, target, created: opened.created };

@@ -96,6 +96,8 @@ export interface RepoOptions {
   startWorkers?: boolean;
   /** Where the master keys unsealed by this passphrase are kept between opens (skips the key derivation). */
   keyCache?: KeyCache;
+  /** Take a shared lock (a backup's) while the index loads; takeOpeningLock() hands it over. */
+  sharedLock?: boolean;
 }
 
 /**
@@ -168,6 +170,8 @@ export class Repository {
   private failure: unknown = null;
   private pool: WorkerPool | null = null;
   private closed = false;
+  /** See RepoOptions.sharedLock. */
+  private openingLock: RepoLock | null = null;
 
   private constructor(store: Store, keys: MasterKeys, config: RepoConfig, opts: RepoOptions) {
     this.store = store;
@@ -266,7 +270,17 @@ export class Repository {
     if (config.version !== FORMAT_VERSION) throw new UnsupportedFormatError(config.version);
     const repo = new Repository(store, keys, config, opts);
     if (opts.startWorkers) repo.workerPool().start();
-    await repo.refreshIndex();
+    // Both are store round trips: side by side, not one after the other.
+    const locking = opts.sharedLock ? repo.lock(false) : undefined;
+    locking?.catch(() => {}); // awaited below
+    try {
+      await repo.refreshIndex();
+      if (locking) repo.openingLock = await locking;
+    } catch (err) {
+      await locking?.then((l) => l.release(), () => {}).catch(() => {});
+      await repo.close().catch(() => {});
+      throw err;
+    }
     // Nothing stored yet: this backup reads every file, so every thread is wanted at once.
     if (opts.startWorkers && repo.index.size === 0) repo.workerPool().start(Infinity);
     return repo;
@@ -755,6 +769,13 @@ export class Repository {
     return this.store.spool ? this.store.spool.cleanup(new Date(this.opts.clock.nowMs() - 24 * 3600_000)) : 0;
   }
 
+  /** The lock taken while opening (RepoOptions.sharedLock), handed over once; null without one. */
+  takeOpeningLock(): RepoLock | null {
+    const lock = this.openingLock;
+    this.openingLock = null;
+    return lock;
+  }
+
   /** Takes a repository lock (exclusive for prune; shared for backups). RepoLockedError on conflict. */
   lock(exclusive: boolean): Promise<RepoLock> {
     return acquireLock(
@@ -769,6 +790,7 @@ export class Repository {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.takeOpeningLock()?.release().catch(() => {});
     await this.pool?.close();
     await Promise.allSettled([...this.uploads]);
     // An unflushed data pack is dropped with its file (its blobs were never indexed).

@@ -76,7 +76,7 @@ async function runJob(jobName: string, opts: RunJobOpts, env: CliEnv): Promise<v
   const openRepo = (): Promise<OpenedTarget> => {
     if (!openedP) {
       const runBandwidth = bandwidthP.then((b) => b.forRun({ job: job.name, target: target.alias, signal: ac.signal }));
-      openedP = openTarget(target, { clock: env.clock, workers: config.node.workers, bandwidth: runBandwidth, startWorkers: true });
+      openedP = openTarget(target, { clock: env.clock, workers: config.node.workers, bandwidth: runBandwidth, startWorkers: true, sharedLock: !opts.dryRun });
       openedP.catch(() => {}); // awaited below
     }
     return openedP;
@@ -130,7 +130,7 @@ async function runJob(jobName: string, opts: RunJobOpts, env: CliEnv): Promise<v
     const bar = new ProgressBar(env.stderr as NodeJS.WritableStream & { isTTY?: boolean }, env.clock);
     let result;
     try {
-      const lock = opts.dryRun ? null : await opened.repo.lock(false);
+      const lock = opts.dryRun ? null : (opened.repo.takeOpeningLock() ?? (await opened.repo.lock(false)));
       try {
         result = await runBackupRecorded({
           db,
