@@ -4,8 +4,8 @@
  * ratios.
  *
  * Steps, each timed for both tools (wall clock of the CLI process, key derivation and
- * start-up included; `bin/nightjar.js` run as the `nightjar` command is, with its shebang's
- * node flags) with peak RSS from `/usr/bin/time -v`: first backup (into a new
+ * start-up included; `bin/nightjar.js` run as the `nightjar` command is, with the node flag
+ * its first lines give) with peak RSS from `/usr/bin/time -v`: first backup (into a new
  * repository each round), re-run with nothing changed, re-run after
  * `mutate-dataset.mjs DIR 1 ROUND` (another 1% each round), full restore of the latest
  * snapshot into a fresh directory. Each step runs `--rounds` times (default 3), the tools

@@ -1,4 +1,7 @@
-#!/usr/bin/env -S node --v8-pool-size=1
+#!/bin/sh
+':' //; exec node --v8-pool-size=1 "$0" "$@"
+// The line above is for sh (it runs node on this file with the flag; `env -S` would be
+// shorter but BusyBox's env lacks -S); for JavaScript it is a string and a comment.
 // One V8 background thread, not one per core: the chunk worker threads already keep the
 // cores busy, and V8's helpers for three small heaps (parallel scavenges, concurrent
 // marking and compiling) only competed with them. Bench, 2 cores: first backup ~6% faster

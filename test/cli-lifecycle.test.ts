@@ -29,12 +29,16 @@ describe('nightjar CLI basics', () => {
     assert.equal(r.stdout.trim(), pkg.version);
   });
 
-  test('bin/nightjar.js runs as a command: its shebang (node with flags) works', () => {
-    // As `nightjar` runs once installed; node must be on PATH, as it is for npm scripts.
+  test('bin/nightjar.js runs as a command: sh starts node on it with --v8-pool-size=1', async () => {
+    // As `nightjar` runs once installed (node on PATH, as for npm scripts); a preloaded
+    // script reports the node flags the process got.
+    const probe = join(root, 'exec-argv.cjs');
+    await writeFile(probe, "process.stderr.write('execArgv ' + JSON.stringify(process.execArgv) + '\\n');\n");
     const path = `${join(process.execPath, '..')}:${process.env.PATH ?? ''}`;
-    const r = spawnSync(NIGHTJAR_BIN, ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: path } });
+    const r = spawnSync(NIGHTJAR_BIN, ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: path, NODE_OPTIONS: `--require=${probe}` } });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+    assert.match(r.stderr, /execArgv \[[^\]]*"--v8-pool-size=1"/);
   });
 
   test('--help lists the commands; each command has its own --help', async () => {
