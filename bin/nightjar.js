@@ -1,13 +1,19 @@
 #!/bin/sh
+':' //; case "${NODE_EXTRA_CA_CERTS-}|${NODE_OPTIONS-}" in '|'* | *openssl-ca*) ;; *) export NIGHTJAR_EXTRA_CA_CERTS="$NODE_EXTRA_CA_CERTS"; unset NODE_EXTRA_CA_CERTS ;; esac
 ':' //; exec node --v8-pool-size=1 "$0" "$@"
-// The line above is for sh (it runs node on this file with the flag; `env -S` would be
-// shorter but BusyBox's env lacks -S); for JavaScript it is a string and a comment.
+// The two lines above are for sh (they start node on this file; `env -S` would be
+// shorter but BusyBox's env lacks -S); for JavaScript each is a string and a comment.
+// NODE_EXTRA_CA_CERTS is handed over under another name: node would load it while it
+// boots (~50 ms, ~2 MiB), and most commands never open a TLS connection (see
+// src/node/extra-ca.ts; not with --use-openssl-ca, whose roots only node knows).
 // One V8 background thread, not one per core: the chunk worker threads already keep the
 // cores busy, and V8's helpers for three small heaps (parallel scavenges, concurrent
 // marking and compiling) only competed with them. Bench, 2 cores: first backup ~6% faster
 // and ~8 MiB smaller, unchanged re-run ~5% faster. `node bin/nightjar.js` works without it.
+import { takeDeferredExtraCa } from '../dist/src/node/extra-ca.js';
 import { limitHeapGrowth } from '../dist/src/node/heap-budget.js';
 import { main } from '../dist/src/node/main.js';
 
+takeDeferredExtraCa();
 limitHeapGrowth();
 process.exitCode = await main(process.argv.slice(2));

@@ -17,6 +17,7 @@ import type { TLSSocket } from 'node:tls';
 import { buildConnector, Pool, type Dispatcher } from 'undici';
 import type { Clock } from '../node/clock.js';
 import type { TargetConfig } from '../node/config/types.js';
+import { tlsTrust } from '../node/extra-ca.js';
 import {
   checkRange,
   InvalidNameError,
@@ -165,6 +166,7 @@ export class NodeStore implements Store {
       // A resumed TLS session carries no peer certificate to check; always do a full
       // handshake (keep-alive makes new connections rare anyway).
       maxCachedSessions: 0,
+      ...(pinned === null ? tlsTrust() : {}),
     });
     const connect: buildConnector.connector = (options, callback) => {
       base(options, (err, socket) => {

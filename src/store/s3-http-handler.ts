@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import { Agent, type Dispatcher } from 'undici';
+import { tlsTrust } from '../node/extra-ca.js';
 import { pacedBody } from './pacing.js';
 import type { WritePacer } from './store.js';
 
@@ -72,6 +73,7 @@ export class UndiciHttpHandler {
       connectTimeout: opts.connectTimeoutMs ?? Math.min(opts.requestTimeoutMs, 30_000),
       connections: opts.connections ?? 16,
       keepAliveTimeout: 4_000,
+      connect: tlsTrust(),
     });
   }
 
