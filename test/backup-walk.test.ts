@@ -137,6 +137,72 @@ describe('backup walk of unchanged and changed directories', () => {
   });
 });
 
+describe('backup walk of directories listed as last time', () => {
+  let dir: string;
+  let src: string;
+  let env: BackupEnv;
+  backupSuite(
+    async (s) => {
+      await createTree(s, {
+        top: {
+          dir: {
+            mid: { dir: { deep: { dir: { 'leaf.txt': { file: 'leaf' }, 'other.txt': { file: 'other' } } }, 'm.txt': { file: 'm' } } },
+            't.txt': { file: 't' },
+            'link-to-t': { symlink: 't.txt' },
+            pipe: { fifo: true },
+            'hard-t': { hardlink: 'top/t.txt' },
+          },
+        },
+        skipped: { dir: { 'keep.txt': { file: 'keep' }, 'drop.tmp': { file: 'excluded' } } },
+        'root.txt': { file: 'root' },
+      });
+    },
+    (suite) => ({ dir, src, env } = suite),
+  );
+  const job = () => jobSpec(src, { exclude: ['*.tmp'] });
+  /** The same source backed up from nothing (another snapshot series: no cache rows, no previous tree). */
+  const fromScratch = () => backup(env, jobSpec(src, { name: 'scratch', exclude: ['*.tmp'] }));
+  const counts = (r: Awaited<ReturnType<typeof backup>>) => {
+    const { filesTotal, bytesTotal, dirs, symlinks, specials, skipped } = r.stats;
+    return { filesTotal, bytesTotal, dirs, symlinks, specials, skipped };
+  };
+
+  it('keeps the listing in the cache row of each directory nothing was left out of', async () => {
+    await backup(env, job());
+    const rows = await env.db.fileCache.loadDirRecords(env.repo.id, 'b1', ['', 'top', 'top/mid', 'skipped'].map((d) => Buffer.from(d)));
+    for (const d of ['', 'top', 'top/mid']) assert.equal(rows.get(d)?.info?.listing?.length, 32, `row of "${d}"`);
+    assert.equal(rows.get('skipped')?.info?.listing ?? null, null, 'drop.tmp was excluded: the listing is gone through every run');
+  });
+
+  it('gives the tree and counts of a walk from nothing, unchanged or with a change deep down', async () => {
+    const unchanged = await backup(env, job());
+    const scratch = await fromScratch();
+    assert.equal(unchanged.snapshot!.tree, scratch.snapshot!.tree);
+    assert.deepEqual(counts(unchanged), counts(scratch));
+    assert.equal(unchanged.stats.filesUnchanged, unchanged.stats.filesTotal);
+    assert.equal(unchanged.stats.filesPrevious, unchanged.stats.filesTotal);
+
+    // top and top/mid list as before; their trees change with top/mid/deep's, built from
+    // the cached files, the symlink's target, the fifo and the new subtree.
+    await appendFile(join(src, 'top', 'mid', 'deep', 'leaf.txt'), ' grown');
+    const changed = await backup(env, job());
+    const scratch2 = await fromScratch();
+    assert.equal(changed.snapshot!.tree, scratch2.snapshot!.tree);
+    assert.deepEqual(counts(changed), counts(scratch2));
+    assert.equal(changed.stats.filesChanged, 1);
+    assert.equal(changed.stats.filesUnchanged, changed.stats.filesTotal - 1);
+    const dest = join(dir, 'restored');
+    await restoreSnapshot(env.repo, changed.snapshot!, null, dest);
+    assert.deepEqual(await compareTrees(src, dest), ['/skipped/drop.tmp: only in first']);
+
+    // The rows were written again for the new trees: the next run reuses them as they are.
+    const s = treeSpy(env.repo);
+    const again = await backup(env, job(), { repo: s.repo });
+    assert.equal(again.snapshot!.tree, changed.snapshot!.tree);
+    assert.equal(s.counts.loadTree + s.counts.saveTree, 0);
+  });
+});
+
 describe('entriesDigest', () => {
   const base: TreeEntry = {
     name: Buffer.from('a.txt'),

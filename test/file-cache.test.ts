@@ -231,7 +231,7 @@ describe('file cache encoding', () => {
     assert.ok(one.length < 80, `${one.length} bytes`);
   });
 
-  it('keeps version 1 without directory info, and round-trips the info (version 2)', () => {
+  it('keeps version 1 without directory info, and round-trips the info (version 2) and a listing key (version 3)', () => {
     const files = dirOf([[NON_UTF8_NAME, file()], [Buffer.from('b'), file({ content: [] })]]);
     const v1 = encodeDir(files);
     assert.equal(v1[0], 1, 'rows without info stay readable by older versions');
@@ -248,6 +248,11 @@ describe('file cache encoding', () => {
     assert.equal(v2[0], 2);
     assert.deepEqual(decodeDirRecord(v2), { files, info });
     assert.deepEqual(decodeDir(v2), files, 'decodeDir gives the files of either version');
+    const withListing = { ...info, listing: Buffer.alloc(32, 7) };
+    const v3 = encodeDir(files, withListing);
+    assert.equal(v3[0], 3, 'version 3 when the info has a listing key');
+    assert.deepEqual(decodeDirRecord(v3), { files, info: withListing });
+    assert.deepEqual(decodeDirRecord(encodeDir(files, { ...info, listing: null })), { files, info }, 'no key: version 2');
     assert.throws(
       () => decodeDirRecord(v2.subarray(0, v2.length - 1)),
       (err: unknown) => err instanceof BackupDbError && err.code === 'BACKUPDB_CORRUPT_ENTRY',

@@ -34,6 +34,8 @@ export interface CachedDirInfo {
   digest: Buffer;
   /** Every subdirectory of that tree: nameKey → its tree id (lowercase hex). */
   subdirs: Map<string, string>;
+  /** The key of the directory listing the tree was built from (the walk's DirListing.key), when it had one. */
+  listing?: Buffer | null;
 }
 
 /** One decoded row: its files, and the directory info when the row has one. */
@@ -74,12 +76,17 @@ export function keyName(key: string): Buffer {
  *     varint treeIdLen, tree id bytes; varint digestLen, digest bytes
  *     varint subdirCount, then per subdirectory: varint nameLen, name bytes, varint idLen, id bytes
  *
+ * Version 3 (a CachedDirInfo with `listing`) is version 2 followed by
+ *
+ *     varint listingLen, listing bytes
+ *
  * About 70 bytes for a one-chunk file with a 15-byte name and a 32-byte id, a third of
  * the same data as JSON with hex, and faster to decode (no JSON.parse, no BigInt()
  * of strings).
  */
 const FORMAT_VERSION = 1;
 const FORMAT_WITH_INFO = 2;
+const FORMAT_WITH_LISTING = 3;
 const FLAG_EXTRA = 1;
 const NON_LATIN1 = /[^\x00-\xff]/;
 const TWO_POW_53 = 2n ** 53n;
@@ -152,7 +159,7 @@ class Writer {
 export function encodeDir(entries: ReadonlyMap<string, CachedFile>, info?: CachedDirInfo | null): Buffer {
   const w = new Writer(16 + entries.size * 96 + (info ? 80 + info.subdirs.size * 64 : 0));
   // Version 1 when there is no info: rows stay readable by versions that only know it.
-  w.buf[w.pos++] = info ? FORMAT_WITH_INFO : FORMAT_VERSION;
+  w.buf[w.pos++] = info?.listing ? FORMAT_WITH_LISTING : info ? FORMAT_WITH_INFO : FORMAT_VERSION;
   w.uvar(entries.size);
   for (const [key, f] of entries) {
     if (NON_LATIN1.test(key)) {
@@ -183,6 +190,7 @@ export function encodeDir(entries: ReadonlyMap<string, CachedFile>, info?: Cache
       w.latin1(key);
       w.hex(id);
     }
+    if (info.listing) w.bytes(info.listing);
   }
   return Buffer.from(w.buf.subarray(0, w.pos));
 }
@@ -229,7 +237,8 @@ export function decodeDirRecord(buf: Buffer): CachedDirRecord {
     return at;
   };
 
-  if (buf.length === 0 || (buf[0] !== FORMAT_VERSION && buf[0] !== FORMAT_WITH_INFO)) corrupt(`unknown format ${buf[0]}`);
+  const format = buf[0];
+  if (format !== FORMAT_VERSION && format !== FORMAT_WITH_INFO && format !== FORMAT_WITH_LISTING) corrupt(`unknown format ${format}`);
   pos = 1;
   const count = uvar();
   const out: CachedDir = new Map();
@@ -260,7 +269,7 @@ export function decodeDirRecord(buf: Buffer): CachedDirRecord {
     out.set(key, file);
   }
   let info: CachedDirInfo | null = null;
-  if (buf[0] === FORMAT_WITH_INFO) {
+  if (format !== FORMAT_VERSION) {
     const hexAt = (): string => {
       const len = uvar();
       const at = take(len);
@@ -278,6 +287,11 @@ export function decodeDirRecord(buf: Buffer): CachedDirRecord {
       subdirs.set(buf.toString('latin1', nameAt, nameAt + nameLen), hexAt());
     }
     info = { tree, digest, subdirs };
+    if (format === FORMAT_WITH_LISTING) {
+      const len = uvar();
+      const at = take(len);
+      info.listing = Buffer.from(buf.subarray(at, at + len));
+    }
   }
   if (pos !== buf.length) corrupt('trailing bytes');
   return { files: out, info };

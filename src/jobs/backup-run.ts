@@ -8,7 +8,7 @@ import type {
   EntryStat,
   EntryType,
   FileStatAfter,
-  RawDirEntry,
+  RawListing,
   SaveFileOptions,
   SaveFileResult,
   Snapshot,
@@ -30,7 +30,7 @@ export interface BackupRepository {
   readonly id: string;
   saveFile(path: Buffer, opts?: SaveFileOptions): Promise<SaveFileResult>;
   /** Lists a directory off the main thread (Repository.listDir); without it the walk lstat's through libuv. */
-  listDir?(path: Buffer): Promise<RawDirEntry[]>;
+  listDir?(path: Buffer): Promise<RawListing>;
   saveTree(tree: Tree): Promise<string>;
   loadTree(id: string): Promise<Tree>;
   hasBlob(id: string): boolean | Promise<boolean>;
@@ -676,6 +676,17 @@ class BackupRun {
     kids.upTo(PREFETCH_DIRS - 1);
     let subdirsDone = 0;
 
+    // Unchanged directory: the cache row was saved from a listing with this very key, it
+    // stands for the previous tree, and that tree and every file's blobs are in the
+    // repository. Its files need no decision one by one: all are unchanged.
+    const cachedInfo = row?.info;
+    const sameListing =
+      prevRow !== null &&
+      listing.key !== null &&
+      cachedInfo?.listing?.equals(listing.key) === true &&
+      o.repo.hasBlob(cachedInfo.tree) === true &&
+      this.allBlobsPresentNow(cache);
+
     const out: (TreeEntry | null)[] = new Array(listing.entries.length).fill(null);
     /** Content of the unchanged files decided inline, by listing index (their entries are built only if needed). */
     let hits: (string[] | undefined)[] | undefined;
@@ -686,6 +697,10 @@ class BackupRun {
     let prevSeen = 0;
     for (let i = 0; i < listing.entries.length; i++) {
       const e = listing.entries[i]!;
+      if (sameListing && e.type !== 'dir') {
+        this.countUnchanged(e);
+        continue;
+      }
       const key = e.name.toString('latin1');
       // What the previous snapshot had under this name: its type, and a file's identity
       // and content or a directory's tree id.
@@ -743,29 +758,21 @@ class BackupRun {
           break;
         }
         case 'symlink': {
-          const childRel = joinRel(rel, e.name);
-          try {
-            const target = await readlink(this.walker.absPath(childRel), { encoding: 'buffer' });
-            const entry = entryFromStat(e);
-            entry.linkTarget = target;
-            out[i] = entry;
-            this.stats.symlinks++;
-          } catch (err) {
-            this.warn(childRel, fsWarning(childRel, err, 'cannot read symlink').message);
-          }
-          if (pType) await this.countRemovedPrev(pType, pSub, childRel);
+          out[i] = await this.otherEntry(rel, e);
+          if (out[i]) this.stats.symlinks++;
+          if (pType) await this.countRemovedPrev(pType, pSub, joinRel(rel, e.name));
           break;
         }
         default: {
           this.stats.specials++;
-          out[i] = entryFromStat(e);
+          out[i] = await this.otherEntry(rel, e);
           if (pType) await this.countRemovedPrev(pType, pSub, joinRel(rel, e.name));
         }
       }
     }
     // Previous entries whose names are gone: removed (found by a set only when some are).
     const prevCount = prevRow ? prevRow.files.size + prevRow.subdirs.size : (prevMap?.size ?? 0);
-    if (prevSeen < prevCount) {
+    if (!sameListing && prevSeen < prevCount) {
       const present = new Set(listing.entries.map((e) => e.name.toString('latin1')));
       if (prevMap) {
         for (const [k, p] of prevMap) if (!present.has(k)) await this.countRemovedPrev(p.type, p.subtree, joinRel(rel, p.name));
@@ -783,6 +790,25 @@ class BackupRun {
         out[d.i] = entryFromStat(d.e, undefined, subtree ?? undefined);
       }
       if (this.fatal) throw this.fatal;
+      if (sameListing) {
+        // The tree is the previous one unless a subdirectory's changed; then its entries are
+        // the cached files and the subdirectories' new trees, and it is saved as usual.
+        if (o.dryRun || subtrees.every((d) => out[d.i]!.subtree === cachedInfo!.subdirs.get(d.e.name.toString('latin1')))) {
+          this.reportProgress();
+          return o.dryRun ? null : cachedInfo!.tree;
+        }
+        hits = new Array<string[] | undefined>(listing.entries.length);
+        for (let i = 0; i < listing.entries.length; i++) {
+          const e = listing.entries[i]!;
+          if (e.type === 'file') {
+            const key = e.name.toString('latin1');
+            const cached = cache.get(key)!;
+            hits[i] = cached.content;
+            cacheFiles.set(key, cached);
+            dirState.cacheHits++;
+          } else if (e.type !== 'dir') out[i] = await this.otherEntry(rel, e);
+        }
+      }
       let treeId: string | null = null;
       if (!o.dryRun) {
         // The digest of the entries; an unchanged file's entry (hits[i]) is only built
@@ -828,12 +854,15 @@ class BackupRun {
           // The row stands for the tree only when it holds every file of it (content known).
           const subdirIds = new Map<string, string>();
           for (const x of out) if (x?.type === 'dir' && x.subtree !== undefined) subdirIds.set(x.name.toString('latin1'), x.subtree);
-          const info: CachedDirInfo | null = files === cacheFiles.size ? { tree: treeId, digest, subdirs: subdirIds } : null;
+          const info: CachedDirInfo | null =
+            files === cacheFiles.size ? { tree: treeId, digest, subdirs: subdirIds, listing: this.listingKeyOf(listing, cacheFiles) } : null;
           // A row equal to the cached one (every file a hit on it, same tree) need not be written again.
           const sameRow =
             dirState.cacheHits === cacheFiles.size &&
             cacheFiles.size === cache.size &&
-            (info ? row?.info?.tree === treeId && row.info.digest.equals(digest) : !row?.info);
+            (info
+              ? row?.info?.tree === treeId && row.info.digest.equals(digest) && sameKey(row.info.listing, info.listing)
+              : !row?.info);
           if (!sameRow) {
             this.pendingRows.push({ dir: rel, entries: cacheFiles, info });
             this.pendingRowFiles += cacheFiles.size + 1;
@@ -850,6 +879,46 @@ class BackupRun {
     this.finishing.add(tree);
     void tree.finally(() => this.finishing.delete(tree)).catch(() => {});
     return { tree };
+  }
+
+  /** The entry of a symlink (null when its target cannot be read: a warning) or a special file. */
+  private async otherEntry(rel: Buffer, e: WalkEntry): Promise<TreeEntry | null> {
+    const entry = entryFromStat(e);
+    if (e.type !== 'symlink') return entry;
+    const childRel = joinRel(rel, e.name);
+    try {
+      entry.linkTarget = await readlink(this.walker.absPath(childRel), { encoding: 'buffer' });
+      return entry;
+    } catch (err) {
+      this.warn(childRel, fsWarning(childRel, err, 'cannot read symlink').message);
+      return null;
+    }
+  }
+
+  /**
+   * The listing key a cache row may keep (see the `sameListing` walk in processDir): the
+   * listing's, when every file of it is cached as the listing shows it (not when one
+   * changed while it was read, say); else null.
+   */
+  private listingKeyOf(listing: DirListing, cacheFiles: ReadonlyMap<string, CachedFile>): Buffer | null {
+    if (listing.key === null) return null;
+    for (const e of listing.entries) {
+      if (e.type !== 'file') continue;
+      const c = cacheFiles.get(e.name.toString('latin1'));
+      if (!c || !sameFile(c, e.stat)) return null;
+    }
+    return listing.key;
+  }
+
+  /** Counts an entry other than a directory of a directory whose listing is the cached one (all unchanged). */
+  private countUnchanged(e: WalkEntry): void {
+    if (e.type === 'file') {
+      this.countFile(e.stat);
+      this.stats.filesPrevious++;
+      this.stats.filesUnchanged++;
+      this.stats.bytesUnchanged += Number(e.stat.size);
+    } else if (e.type === 'symlink') this.stats.symlinks++;
+    else this.stats.specials++;
   }
 
   /** Counts a previous entry that is gone (or changed type) as removed files. */
@@ -873,6 +942,12 @@ class BackupRun {
   private countFile(st: EntryStat): void {
     this.stats.filesTotal++;
     this.stats.bytesTotal += Number(st.size);
+  }
+
+  /** blobsPresentNow for every file of a cache row. */
+  private allBlobsPresentNow(files: ReadonlyMap<string, CachedFile>): boolean {
+    for (const f of files.values()) if (!this.blobsPresentNow(f.content)) return false;
+    return true;
   }
 
   /** True when every blob is known to be in the repository; false when one is not or the answer would need a wait. */
@@ -1116,6 +1191,10 @@ export function entryFromStat(e: WalkEntry, content?: string[], subtree?: string
 /** What a previous tree's file entry says about the file, in the cache's terms. */
 function fromTreeEntry(p: TreeEntry): CachedFile {
   return { size: p.size, mtimeNs: p.mtimeNs, ctimeNs: p.ctimeNs, inode: p.inode, dev: p.dev, content: p.content! };
+}
+
+function sameKey(a: Buffer | null | undefined, b: Buffer | null | undefined): boolean {
+  return a && b ? a.equals(b) : !a && !b;
 }
 
 function sameFile(c: CachedFile, st: EntryStat): boolean {

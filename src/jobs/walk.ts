@@ -1,8 +1,9 @@
 import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
-import ignore, { type Ignore } from 'ignore';
+import { createRequire } from 'node:module';
+import type { Ignore } from 'ignore';
 import type { Clock } from '../node/clock.js';
-import type { EntryStat, EntryType, RawDirEntry } from '../repo/types.js';
+import type { EntryStat, EntryType, RawDirEntry, RawListing } from '../repo/types.js';
 
 /** What the walker needs from a job (a subset of JobConfig, so tests can pass literals). */
 export interface WalkOptions {
@@ -26,7 +27,7 @@ export interface WalkOptions {
    * thread, one message per directory); rejects with the fs error for an unreadable
    * directory. Without it, readdir and one async lstat per entry here.
    */
-  readonly lister?: (absPath: Buffer) => Promise<RawDirEntry[]>;
+  readonly lister?: (absPath: Buffer) => Promise<RawListing>;
 }
 
 /** One entry of a directory as the walker saw it: lstat'ed, never followed. */
@@ -62,9 +63,24 @@ export interface DirListing {
   readonly warnings: WalkWarning[];
   /** False when the directory itself could not be read (then `entries` is empty and a warning says why). */
   readonly readable: boolean;
+  /**
+   * Equal for two listings of a directory exactly when they hold the same entries with the
+   * same metadata (the lister's digest). Null when the lister gave none, or when an entry
+   * was skipped or gave a warning (the listing must be gone through again to report those).
+   */
+  readonly key: Buffer | null;
 }
 
 const SLASH = Buffer.from('/');
+
+/**
+ * The `ignore` package, loaded by the first job with excludes. It is CommonJS: through
+ * `import`, node would first scan its 50 KB of source for export names (~10 ms, and V8
+ * then spends ~50 ms more optimizing that scanner) in every run, excludes or not.
+ */
+function loadIgnore(): typeof import('ignore') {
+  return createRequire(import.meta.url)('ignore') as typeof import('ignore');
+}
 /** lstat calls issued at once per directory; libuv's pool has 4 threads, more only queues. */
 const STAT_PARALLELISM = 16;
 
@@ -85,7 +101,7 @@ export class Walker {
   ) {
     this.root = typeof root === 'string' ? Buffer.from(root) : root;
     const patterns = (opts.exclude ?? []).filter((p) => p.trim() !== '');
-    this.ig = patterns.length > 0 ? ignore({ allowRelativePaths: true }).add([...patterns]) : null;
+    this.ig = patterns.length > 0 ? loadIgnore()({ allowRelativePaths: true }).add([...patterns]) : null;
     this.skipDirs = opts.skipDirs ?? [];
   }
 
@@ -118,7 +134,7 @@ export class Walker {
       dirents = await readdir(this.absPath(rel), { encoding: 'buffer', withFileTypes: true });
     } catch (err) {
       warnings.push(fsWarning(rel, err, 'cannot read directory'));
-      return { entries: [], skipped, warnings, readable: false };
+      return { entries: [], skipped, warnings, readable: false, key: null };
     }
     const candidates: Buffer[] = [];
     for (const d of dirents) {
@@ -139,23 +155,24 @@ export class Walker {
       }
     };
     await Promise.all(Array.from({ length: Math.min(STAT_PARALLELISM, candidates.length) }, worker));
-    return { entries: entries.filter((e): e is WalkEntry => e !== null), skipped, warnings, readable: true };
+    return { entries: entries.filter((e): e is WalkEntry => e !== null), skipped, warnings, readable: true, key: null };
   }
 
   /** listDir through `opts.lister`: the same filters and warnings, on entries stat'ed elsewhere. */
   private async listElsewhere(
     rel: Buffer,
-    lister: (absPath: Buffer) => Promise<RawDirEntry[]>,
+    lister: (absPath: Buffer) => Promise<RawListing>,
     warnings: WalkWarning[],
     skipped: DirListing['skipped'],
   ): Promise<DirListing> {
-    let raw: RawDirEntry[];
+    let listed: RawListing;
     try {
-      raw = await lister(this.absPath(rel));
+      listed = await lister(this.absPath(rel));
     } catch (err) {
       warnings.push(fsWarning(rel, err, 'cannot read directory'));
-      return { entries: [], skipped, warnings, readable: false };
+      return { entries: [], skipped, warnings, readable: false, key: null };
     }
+    const raw = listed.entries;
     const kept: RawDirEntry[] = [];
     for (const r of raw) {
       if (this.ig && this.isExcluded(joinRel(rel, r.name), r.direntIsDir)) {
@@ -175,7 +192,10 @@ export class Walker {
       const e = this.classify(rel, r.name, r.stat, skipped);
       if (e) entries.push(e);
     }
-    return { entries, skipped, warnings, readable: true };
+    // Filters only ever drop entries, so with nothing dropped or warned about, the same
+    // entries give the same listing whatever the job's filters were then and are now.
+    const key = skipped.length === 0 && warnings.length === 0 ? listed.digest : null;
+    return { entries, skipped, warnings, readable: true, key };
   }
 
   private async statEntry(

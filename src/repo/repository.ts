@@ -34,7 +34,7 @@ import { decodeTree, encodeTree } from './tree-codec.js';
 import type {
   CheckProblem,
   CheckReport,
-  RawDirEntry,
+  RawListing,
   RepoLock,
   SaveFileOptions,
   SaveFileResult,
@@ -402,7 +402,7 @@ export class Repository {
    * lstat's error). Rejects with the fs error when the directory cannot be read. For the
    * backup walk: one message per directory instead of a thread-pool round trip per entry.
    */
-  listDir(path: Buffer): Promise<RawDirEntry[]> {
+  listDir(path: Buffer): Promise<RawListing> {
     this.ensureUsable();
     return this.workerPool().list(path);
   }

@@ -139,6 +139,17 @@ export interface RawDirEntry {
   error: NodeJS.ErrnoException | null;
 }
 
+/** A directory as Repository.listDir reads it. */
+export interface RawListing {
+  /** In the order the directory gave them. */
+  entries: RawDirEntry[];
+  /**
+   * SHA-256 of the names and lstat results (all but atime) in that order, when every
+   * lstat succeeded (else null): equal digests, same entries with the same metadata.
+   */
+  digest: Buffer | null;
+}
+
 /** The fields of an lstat result that tell whether a file is still the one that was read. */
 export interface FileStatAfter {
   isFile: boolean;

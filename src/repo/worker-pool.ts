@@ -4,7 +4,7 @@ import type { ChunkerParams } from './chunker.js';
 import type { ContentCompression } from './compress.js';
 import { SEAL_OVERHEAD } from './crypto.js';
 import { RepoError } from './errors.js';
-import type { EntryStat, FileStatAfter, RawDirEntry } from './types.js';
+import type { EntryStat, FileStatAfter, RawDirEntry, RawListing } from './types.js';
 
 /** Callbacks of one file job; called one at a time, in message order. */
 export interface FileJobHandlers {
@@ -98,7 +98,7 @@ export class WorkerPool {
   private closed = false;
   private dispatchScheduled = false;
   private readonly bySignal = new WeakMap<AbortSignal, Set<Job>>();
-  private readonly lists = new Map<number, { resolve: (r: RawDirEntry[]) => void; reject: (e: unknown) => void; path: Buffer; worker: PoolWorker }>();
+  private readonly lists = new Map<number, { resolve: (r: RawListing) => void; reject: (e: unknown) => void; path: Buffer; worker: PoolWorker }>();
   private readonly hashes = new Map<number, { resolve: (hex: string) => void; reject: (e: unknown) => void; worker: PoolWorker }>();
   private nextList = 1;
 
@@ -290,14 +290,14 @@ export class WorkerPool {
    * Lists a directory in a worker thread (readdir, then lstat of every entry, with
    * synchronous calls there). Rejects with the fs error when the directory cannot be read.
    */
-  list(path: Buffer): Promise<RawDirEntry[]> {
+  list(path: Buffer): Promise<RawListing> {
     if (this.closed) return Promise.reject(new RepoError('worker pool is closed', 'NJ_REPO_CLOSED'));
     if (this.workers.length === 0) this.spawn();
     // The thread with the least file work answers soonest (it lists between slices).
     let w = this.workers[0]!;
     for (const x of this.workers) if (x.bytes + x.lists * 65536 < w.bytes + w.lists * 65536) w = x;
     const id = this.nextList++;
-    return new Promise<RawDirEntry[]>((resolve, reject) => {
+    return new Promise<RawListing>((resolve, reject) => {
       this.lists.set(id, { resolve, reject, path, worker: w });
       w.lists++;
       w.worker.ref();
@@ -364,7 +364,7 @@ export class WorkerPool {
       (err as { path: unknown }).path = req.path;
       return req.reject(err);
     }
-    const { names, lens, dirs, stats, errs } = m;
+    const { names, lens, dirs, stats, errs, digest } = m;
     const nameBuf = Buffer.from(names!.buffer, names!.byteOffset, names!.byteLength);
     const out: RawDirEntry[] = new Array(lens!.length);
     let pos = 0;
@@ -379,7 +379,7 @@ export class WorkerPool {
       }
       out[i] = { name, direntIsDir: dirs![i] === 1, stat: e ? null : new ListedStat(stats!, i * 11), error };
     }
-    req.resolve(out);
+    req.resolve({ entries: out, digest: digest ? Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength) : null });
   }
 
   private onMessage(pw: PoolWorker, m: OutMessage | ListedMessage | HashedMessage): void {
@@ -525,6 +525,7 @@ interface Listing {
   dirs?: Uint8Array;
   stats?: BigInt64Array;
   errs?: ([string | null, string] | null)[];
+  digest?: Uint8Array | null;
 }
 
 const S_IFMT = 0o170000n;

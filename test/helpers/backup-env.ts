@@ -97,6 +97,8 @@ export function spyRepo(
       await hooks.after?.(path);
       return r;
     },
+    // The walk lists directories as it does with a real repository.
+    ...(repo.listDir ? { listDir: (p: Buffer) => repo.listDir!(p) } : {}),
     saveTree: (t) => repo.saveTree(t),
     loadTree: (id) => repo.loadTree(id),
     hasBlob: (id) => repo.hasBlob(id),
