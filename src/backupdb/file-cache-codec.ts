@@ -40,8 +40,12 @@ export interface CachedDirInfo {
 
 /** One decoded row: its files, and the directory info when the row has one. */
 export interface CachedDirRecord {
-  files: CachedDir;
-  info: CachedDirInfo | null;
+  readonly files: CachedDir;
+  readonly info: CachedDirInfo | null;
+  /** Length of the encoded row (what holding it costs, roughly). */
+  readonly bytes: number;
+  /** True when `test` holds for every content id of every file (lowercase hex), without decoding the files. */
+  everyContentId(test: (id: string) => boolean): boolean;
 }
 
 /**
@@ -200,99 +204,174 @@ export function decodeDir(buf: Buffer): CachedDir {
   return decodeDirRecord(buf).files;
 }
 
-/** Decodes {@link encodeDir}'s output with its directory info. Throws BACKUPDB_CORRUPT_ENTRY on damaged input. */
+/**
+ * Decodes {@link encodeDir}'s output with its directory info. The whole row is checked
+ * here (throws BACKUPDB_CORRUPT_ENTRY on damaged input); the files are decoded on first
+ * use of `files`: a walk that finds the directory listed as before needs only their ids.
+ */
 export function decodeDirRecord(buf: Buffer): CachedDirRecord {
-  let pos = 0;
-  const corrupt = (why: string): never => {
-    throw new BackupDbError('BACKUPDB_CORRUPT_ENTRY', `file cache entry is damaged: ${why}`);
-  };
-  const uvar = (): number => {
-    let n = 0;
-    let mul = 1;
-    for (;;) {
-      if (pos >= buf.length) return corrupt('truncated');
-      const b = buf[pos++]!;
-      n += (b & 0x7f) * mul;
-      if (b < 0x80) return n;
-      mul *= 0x80;
-      if (mul > 2 ** 63) return corrupt('varint too long');
-    }
-  };
-  const uvarBig = (): bigint => {
-    const start = pos;
-    const n = uvar();
-    if (n < 2 ** 53) return BigInt(n);
-    let v = 0n;
-    let shift = 0n;
-    for (let i = start; i < pos; i++) {
-      v |= BigInt(buf[i]! & 0x7f) << shift;
-      shift += 7n;
-    }
-    return v;
-  };
-  const take = (n: number): number => {
-    if (pos + n > buf.length) corrupt('truncated');
-    const at = pos;
-    pos += n;
-    return at;
-  };
-
+  const r = new Reader(buf);
   const format = buf[0];
-  if (format !== FORMAT_VERSION && format !== FORMAT_WITH_INFO && format !== FORMAT_WITH_LISTING) corrupt(`unknown format ${format}`);
-  pos = 1;
-  const count = uvar();
-  const out: CachedDir = new Map();
-  for (let i = 0; i < count; i++) {
-    const nameLen = uvar();
-    const nameAt = take(nameLen);
-    const key = buf.toString('latin1', nameAt, nameAt + nameLen);
-    const flags = uvar();
-    const size = uvar();
-    const t = take(16);
-    const mtimeNs = buf.readBigInt64LE(t);
-    const ctimeNs = buf.readBigInt64LE(t + 8);
-    const inode = uvarBig();
-    const dev = uvarBig();
-    const n = uvar();
-    const content = new Array<string>(n);
-    for (let j = 0; j < n; j++) {
-      const len = uvar();
-      const at = take(len);
-      content[j] = buf.toString('hex', at, at + len);
-    }
-    const file: CachedFile = { size, mtimeNs, ctimeNs, inode, dev, content };
-    if (flags & FLAG_EXTRA) {
-      const len = uvar();
-      const at = take(len);
-      file.extra = Buffer.from(buf.subarray(at, at + len));
-    }
-    out.set(key, file);
-  }
+  if (format !== FORMAT_VERSION && format !== FORMAT_WITH_INFO && format !== FORMAT_WITH_LISTING) r.corrupt(`unknown format ${format}`);
+  r.pos = 1;
+  const count = r.uvar();
+  const filesAt = r.pos;
+  const ids: number[] = [];
+  for (let i = 0; i < count; i++) readFile(r, ids);
   let info: CachedDirInfo | null = null;
   if (format !== FORMAT_VERSION) {
     const hexAt = (): string => {
-      const len = uvar();
-      const at = take(len);
+      const len = r.uvar();
+      const at = r.take(len);
       return buf.toString('hex', at, at + len);
     };
     const tree = hexAt();
-    const dlen = uvar();
-    const dat = take(dlen);
+    const dlen = r.uvar();
+    const dat = r.take(dlen);
     const digest = Buffer.from(buf.subarray(dat, dat + dlen));
     const subdirs = new Map<string, string>();
-    const ns = uvar();
+    const ns = r.uvar();
     for (let i = 0; i < ns; i++) {
-      const nameLen = uvar();
-      const nameAt = take(nameLen);
+      const nameLen = r.uvar();
+      const nameAt = r.take(nameLen);
       subdirs.set(buf.toString('latin1', nameAt, nameAt + nameLen), hexAt());
     }
     info = { tree, digest, subdirs };
     if (format === FORMAT_WITH_LISTING) {
-      const len = uvar();
-      const at = take(len);
+      const len = r.uvar();
+      const at = r.take(len);
       info.listing = Buffer.from(buf.subarray(at, at + len));
     }
   }
-  if (pos !== buf.length) corrupt('trailing bytes');
-  return { files: out, info };
+  if (r.pos !== buf.length) r.corrupt('trailing bytes');
+  return new DecodedRecord(buf, filesAt, count, ids, info);
+}
+
+/** A row checked by decodeDirRecord; its files decoded when first asked for. */
+class DecodedRecord implements CachedDirRecord {
+  private decoded: CachedDir | null = null;
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly filesAt: number,
+    private readonly count: number,
+    /** Offset and length of every content id, in pairs. */
+    private readonly ids: readonly number[],
+    readonly info: CachedDirInfo | null,
+  ) {}
+
+  get bytes(): number {
+    return this.buf.length;
+  }
+
+  get files(): CachedDir {
+    if (this.decoded === null) {
+      const r = new Reader(this.buf);
+      r.pos = this.filesAt;
+      this.decoded = new Map();
+      for (let i = 0; i < this.count; i++) {
+        const key = r.latin1();
+        this.decoded.set(key, readFile(r, null)!);
+      }
+    }
+    return this.decoded;
+  }
+
+  everyContentId(test: (id: string) => boolean): boolean {
+    const { buf, ids } = this;
+    for (let i = 0; i < ids.length; i += 2) if (!test(buf.toString('hex', ids[i]!, ids[i]! + ids[i + 1]!))) return false;
+    return true;
+  }
+}
+
+/**
+ * Reads one file entry at `r.pos` (after its name when `ids` is null: see DecodedRecord).
+ * With `ids`, only checks it, skipping its name and noting where its content ids are.
+ */
+function readFile(r: Reader, ids: number[] | null): CachedFile | null {
+  if (ids !== null) r.take(r.uvar()); // the name
+  const flags = r.uvar();
+  const size = r.uvar();
+  const t = r.take(16);
+  if (ids !== null) {
+    r.uvar(); // inode
+    r.uvar(); // dev
+    const n = r.uvar();
+    for (let j = 0; j < n; j++) {
+      const len = r.uvar();
+      ids.push(r.take(len), len);
+    }
+    if (flags & FLAG_EXTRA) r.take(r.uvar());
+    return null;
+  }
+  const buf = r.buf;
+  const inode = r.uvarBig();
+  const dev = r.uvarBig();
+  const n = r.uvar();
+  const content = new Array<string>(n);
+  for (let j = 0; j < n; j++) {
+    const len = r.uvar();
+    const at = r.take(len);
+    content[j] = buf.toString('hex', at, at + len);
+  }
+  const file: CachedFile = { size, mtimeNs: buf.readBigInt64LE(t), ctimeNs: buf.readBigInt64LE(t + 8), inode, dev, content };
+  if (flags & FLAG_EXTRA) {
+    const len = r.uvar();
+    const at = r.take(len);
+    file.extra = Buffer.from(buf.subarray(at, at + len));
+  }
+  return file;
+}
+
+/** Reads the encoding's varints and byte runs, throwing BACKUPDB_CORRUPT_ENTRY past the end. */
+class Reader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+
+  corrupt(why: string): never {
+    throw new BackupDbError('BACKUPDB_CORRUPT_ENTRY', `file cache entry is damaged: ${why}`);
+  }
+
+  uvar(): number {
+    const buf = this.buf;
+    let n = 0;
+    let mul = 1;
+    for (;;) {
+      if (this.pos >= buf.length) return this.corrupt('truncated');
+      const b = buf[this.pos++]!;
+      n += (b & 0x7f) * mul;
+      if (b < 0x80) return n;
+      mul *= 0x80;
+      if (mul > 2 ** 63) return this.corrupt('varint too long');
+    }
+  }
+
+  /** A varint beyond 2^53 exactly, as a bigint. */
+  uvarBig(): bigint {
+    const start = this.pos;
+    const n = this.uvar();
+    if (n < 2 ** 53) return BigInt(n);
+    let v = 0n;
+    let shift = 0n;
+    for (let i = start; i < this.pos; i++) {
+      v |= BigInt(this.buf[i]! & 0x7f) << shift;
+      shift += 7n;
+    }
+    return v;
+  }
+
+  /** Skips `n` bytes; returns where they start. */
+  take(n: number): number {
+    if (this.pos + n > this.buf.length) this.corrupt('truncated');
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
+  /** A length-prefixed run of bytes as a latin1 string (a nameKey). */
+  latin1(): string {
+    const len = this.uvar();
+    const at = this.take(len);
+    return this.buf.toString('latin1', at, at + len);
+  }
 }
