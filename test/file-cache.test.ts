@@ -232,7 +232,7 @@ function assertRecord(r: CachedDirRecord, files: CachedDir, info: CachedDirInfo 
   assert.deepEqual(r.info, info);
   const ids: string[] = [];
   assert.equal(
-    r.everyContentId((id) => ids.push(id) > 0),
+    r.everyContentId((buf, at, length) => ids.push(buf.toString('hex', at, at + length)) > 0),
     true,
   );
   assert.deepEqual(ids, [...files.values()].flatMap((f) => f.content));

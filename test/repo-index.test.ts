@@ -19,6 +19,12 @@ describe('BlobIndex', () => {
     assert.equal(idx.get(ids[0]!)!.pack, 'p0');
     assert.equal(idx.has(randomBytes(32).toString('hex')), false);
     assert.equal(idx.has('zz'), false);
+    // The same lookups on ids in bytes, inside a larger buffer (as in a file cache row).
+    const row = Buffer.concat([Buffer.from([9, 9, 9]), Buffer.from(ids[42]!, 'hex'), randomBytes(32)]);
+    assert.equal(idx.hasAt(row, 3, 32), true);
+    assert.equal(idx.hasAt(row, 35, 32), false, 'an id not in the index');
+    assert.equal(idx.hasAt(row, 3, 31), false, 'not an id: wrong length');
+    assert.equal(idx.hasAt(row, 40, 32), false, 'not an id: past the end');
   });
 
   it('index objects round trip', () => {

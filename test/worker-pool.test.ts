@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -57,5 +58,34 @@ describe('WorkerPool', () => {
     } finally {
       await pool.close();
     }
+  });
+
+  it('keeps the process alive while a listing is owed, when a file job on the same thread ends first', { timeout: 60_000 }, () => {
+    // A process whose only pending work is the listing: it must wait for it, not exit
+    // because the thread's last file job ended (the thread lists between reads).
+    const big = join(dir, 'big');
+    mkdirSync(big);
+    for (let i = 0; i < 4000; i++) writeFileSync(join(big, `f${i}`), '');
+    writeFileSync(join(dir, 'small'), 'small');
+    const poolModule = new URL('../src/repo/worker-pool.js', import.meta.url).href;
+    const chunkerModule = new URL('../src/repo/chunker.js', import.meta.url).href;
+    const script = `
+      const { WorkerPool } = await import(${JSON.stringify(poolModule)});
+      const { gearTable } = await import(${JSON.stringify(chunkerModule)});
+      const pool = new WorkerPool({ encKey: Buffer.alloc(32, 1), idKey: Buffer.alloc(32, 2), gear: gearTable(Buffer.alloc(32, 3)),
+        params: { minSize: 1024, avgBits: 12, maxSize: 16384 }, workers: 1, pendingBytes: 65536 });
+      const file = pool.run(Buffer.from(${JSON.stringify(join(dir, 'small'))}), { chunk: async () => false, blob: async () => {} });
+      await new Promise((resolve) => setImmediate(resolve)); // the file goes out first (its message leaves in an immediate)
+      const listing = pool.list(Buffer.from(${JSON.stringify(big)}));
+      await file;
+      console.log('listed', (await listing).entries.length);
+      await pool.close();
+    `;
+    const scriptFile = join(dir, 'owed-listing.mjs');
+    writeFileSync(scriptFile, script);
+    const r = spawnSync(process.execPath, [scriptFile], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(r.stderr, '');
+    assert.equal(r.stdout.trim(), 'listed 4000');
+    assert.equal(r.status, 0);
   });
 });

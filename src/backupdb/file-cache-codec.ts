@@ -44,8 +44,8 @@ export interface CachedDirRecord {
   readonly info: CachedDirInfo | null;
   /** Length of the encoded row (what holding it costs, roughly). */
   readonly bytes: number;
-  /** True when `test` holds for every content id of every file (lowercase hex), without decoding the files. */
-  everyContentId(test: (id: string) => boolean): boolean;
+  /** True when `test` holds for every content id of every file (the id is buf[at, at + length)), without decoding the files. */
+  everyContentId(test: (buf: Buffer, at: number, length: number) => boolean): boolean;
 }
 
 /**
@@ -277,9 +277,9 @@ class DecodedRecord implements CachedDirRecord {
     return this.decoded;
   }
 
-  everyContentId(test: (id: string) => boolean): boolean {
+  everyContentId(test: (buf: Buffer, at: number, length: number) => boolean): boolean {
     const { buf, ids } = this;
-    for (let i = 0; i < ids.length; i += 2) if (!test(buf.toString('hex', ids[i]!, ids[i]! + ids[i + 1]!))) return false;
+    for (let i = 0; i < ids.length; i += 2) if (!test(buf, ids[i]!, ids[i + 1]!)) return false;
     return true;
   }
 }

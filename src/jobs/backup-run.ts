@@ -34,6 +34,8 @@ export interface BackupRepository {
   saveTree(tree: Tree): Promise<string>;
   loadTree(id: string): Promise<Tree>;
   hasBlob(id: string): boolean | Promise<boolean>;
+  /** hasBlob() of the id in bytes buf[at, at + length), without making its hex string; optional. */
+  hasBlobAt?(buf: Buffer, at: number, length: number): boolean;
   flush(): Promise<void>;
   saveSnapshot(input: SnapshotInput): Promise<Snapshot>;
   listSnapshots(): Promise<Snapshot[]>;
@@ -711,7 +713,7 @@ class BackupRun {
       listing.key !== null &&
       cachedInfo?.listing?.equals(listing.key) === true &&
       o.repo.hasBlob(cachedInfo.tree) === true &&
-      row!.everyContentId((id) => o.repo.hasBlob(id) === true);
+      row!.everyContentId(this.blobPresentAt);
     // The files of the row: decoded only for the decisions (not needed when sameListing).
     const cache = sameListing ? EMPTY_CACHE : (row?.files ?? EMPTY_CACHE);
 
@@ -973,6 +975,10 @@ class BackupRun {
     this.stats.filesTotal++;
     this.stats.bytesTotal += Number(st.size);
   }
+
+  /** blobsPresentNow of one id in bytes buf[at, at + length). */
+  private readonly blobPresentAt = (buf: Buffer, at: number, length: number): boolean =>
+    this.o.repo.hasBlobAt ? this.o.repo.hasBlobAt(buf, at, length) : this.o.repo.hasBlob(buf.toString('hex', at, at + length)) === true;
 
   /** True when every blob is known to be in the repository; false when one is not or the answer would need a wait. */
   private blobsPresentNow(ids: readonly string[]): boolean {

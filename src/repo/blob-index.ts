@@ -101,6 +101,11 @@ export class BlobIndex {
     return this.findHex(id) >= 0;
   }
 
+  /** has() of the id in bytes buf[at, at + length) (no hex string made: a re-run checks every file's). */
+  hasAt(buf: Uint8Array, at: number, length: number): boolean {
+    return length === ID_LEN && at + ID_LEN <= buf.length && this.find(buf, at) >= 0;
+  }
+
   get(id: string): BlobLocation | undefined {
     const i = this.findHex(id);
     return i < 0 ? undefined : this.at(i);
@@ -136,25 +141,26 @@ export class BlobIndex {
     };
   }
 
-  private hashOf(key: Uint8Array): number {
-    return (key[0]! | (key[1]! << 8) | (key[2]! << 16) | (key[3]! << 24)) >>> 0;
+  private hashOf(key: Uint8Array, at: number): number {
+    return (key[at]! | (key[at + 1]! << 8) | (key[at + 2]! << 16) | (key[at + 3]! << 24)) >>> 0;
   }
 
-  private find(key: Uint8Array): number {
+  /** The slot of the id in key[at, at + 32), or -1. */
+  private find(key: Uint8Array, at = 0): number {
     const mask = this.table.length - 1;
-    let s = this.hashOf(key) & mask;
+    let s = this.hashOf(key, at) & mask;
     for (;;) {
       const i = this.table[s]!;
       if (i < 0) return -1;
-      if (this.equalsAt(i, key)) return i;
+      if (this.equalsAt(i, key, at)) return i;
       s = (s + 1) & mask;
     }
   }
 
-  private equalsAt(i: number, key: Uint8Array): boolean {
+  private equalsAt(i: number, key: Uint8Array, at: number): boolean {
     const ids = this.ids;
     const base = i * ID_LEN;
-    for (let k = 0; k < ID_LEN; k++) if (ids[base + k] !== key[k]) return false;
+    for (let k = 0; k < ID_LEN; k++) if (ids[base + k] !== key[at + k]) return false;
     return true;
   }
 

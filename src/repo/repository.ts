@@ -430,6 +430,11 @@ export class Repository {
     return this.index.has(id) || this.pending.get(id)?.state === 'stored';
   }
 
+  /** hasBlob() of the id in bytes buf[at, at + length). */
+  hasBlobAt(buf: Buffer, at: number, length: number): boolean {
+    return this.index.hasAt(buf, at, length) || (this.pending.size > 0 && this.hasBlob(buf.toString('hex', at, at + length)));
+  }
+
   /**
    * Finishes open packs, waits for their uploads and writes an index object for them.
    * After it resolves, every blob saved before the call is durable and indexed.

@@ -470,7 +470,7 @@ export class WorkerPool {
     const w = job.worker;
     if (w && w.jobs.delete(job)) {
       w.bytes -= job.size;
-      if (w.jobs.size === 0) w.worker.unref();
+      this.idle(w, 0); // not while it still owes a listing or a hash
     }
     if (!this.closed) this.scheduleDispatch();
   }
