@@ -440,8 +440,16 @@ class BackupRun {
   /** Entries of the listings of those directories that are in. */
   private aheadEntries = 0;
   private readonly rows: RowLoader;
+  /**
+   * blobsPresentNow of one id in bytes buf[at, at + length). Looked up once: the repository
+   * may be a Proxy (bandwidth.ts), and this runs for every file of an unchanged directory.
+   */
+  private readonly blobPresentAt: (buf: Buffer, at: number, length: number) => boolean;
 
   constructor(private readonly o: BackupRunOptions) {
+    const repo = o.repo;
+    const has = repo.hasBlob.bind(repo);
+    this.blobPresentAt = repo.hasBlobAt?.bind(repo) ?? ((buf, at, length) => has(buf.toString('hex', at, at + length)) === true);
     this.startMs = o.clock.nowMs();
     this.lastCheckpointMs = this.startMs;
     this.stats = emptyStats(o.clock.now());
@@ -738,7 +746,9 @@ class BackupRun {
       let pFile: CachedFile | undefined;
       let pSub: string | undefined;
       if (prevRow) {
-        pFile = prevRow.record.files.get(key);
+        // (With sameListing only directories get here, and were directories then: the
+        // row's files need not be decoded.)
+        if (!sameListing) pFile = prevRow.record.files.get(key);
         if (pFile) pType = 'file';
         else if ((pSub = prevRow.subdirs.get(key)) !== undefined) pType = 'dir';
       } else if (prevMap) {
@@ -976,9 +986,6 @@ class BackupRun {
     this.stats.bytesTotal += Number(st.size);
   }
 
-  /** blobsPresentNow of one id in bytes buf[at, at + length). */
-  private readonly blobPresentAt = (buf: Buffer, at: number, length: number): boolean =>
-    this.o.repo.hasBlobAt ? this.o.repo.hasBlobAt(buf, at, length) : this.o.repo.hasBlob(buf.toString('hex', at, at + length)) === true;
 
   /** True when every blob is known to be in the repository; false when one is not or the answer would need a wait. */
   private blobsPresentNow(ids: readonly string[]): boolean {
