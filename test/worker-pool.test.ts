@@ -88,4 +88,19 @@ describe('WorkerPool', () => {
     assert.equal(r.stdout.trim(), 'listed 4000');
     assert.equal(r.status, 0);
   });
+
+  it('lists the directories asked for together in walk order, whatever order they were asked in', async () => {
+    // Walk order: names byte by byte with "/" before every other byte ("a/x" before "a-b").
+    const root = join(dir, 'order');
+    for (const d of ['a', 'a/x', 'a/x/y', 'a-b', 'b', ' c']) mkdirSync(join(root, d), { recursive: true });
+    const pool = new WorkerPool({ encKey, idKey, gear: gearTable(randomBytes(32)), params, workers: 1, pendingBytes: 32 * 1024 });
+    try {
+      const asked = ['b', 'a-b', 'a/x/y', ' c', 'a', 'a/x'];
+      const listed: string[] = [];
+      await Promise.all(asked.map((d) => pool.list(Buffer.from(join(root, d))).then(() => listed.push(d))));
+      assert.deepEqual(listed, [' c', 'a', 'a/x', 'a/x/y', 'a-b', 'b']);
+    } finally {
+      await pool.close();
+    }
+  });
 });
