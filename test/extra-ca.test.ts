@@ -133,6 +133,7 @@ describe('NODE_EXTRA_CA_CERTS is loaded when a TLS connection needs it', () => {
       const plain = await runCommand(['run-job', 'b1', '-d', dir], {});
       assert.notEqual(plain.code, 0);
       assert.match(plain.stderr, /certificate/i);
+      assert.doesNotMatch(plain.stderr, /\n\s+at /, 'the message, not a stack trace');
       const missing = join(root, 'no-such-ca.crt');
       const broken = await runCommand(['run-job', 'b1', '-d', dir], { NODE_EXTRA_CA_CERTS: missing });
       assert.notEqual(broken.code, 0);

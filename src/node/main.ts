@@ -75,7 +75,10 @@ export async function main(argv: string[], given?: CliEnv): Promise<number> {
       if (err.message) env.stderr.write(`nightjar: ${err.message}\n`);
       return err.exitCode;
     }
-    env.stderr.write(`nightjar: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // An error with a code (the store's, the repository's, the backupdb's, the system's)
+    // says what went wrong in its message; anything else is a bug: its stack helps.
+    const coded = err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
+    env.stderr.write(`nightjar: ${err instanceof Error ? (coded ? err.message : (err.stack ?? err.message)) : String(err)}\n`);
     return EXIT.failure;
   }
 }
