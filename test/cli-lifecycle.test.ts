@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { appendFile, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { NIGHTJAR_BIN, runCli, startCli, tempDir } from './helpers/cli.js';
+import { runAsCommand, runCli, startCli, tempDir } from './helpers/cli.js';
 
 const FIXTURES = new URL('../../test/fixtures/cfg/', import.meta.url).pathname;
 
@@ -34,9 +34,8 @@ describe('nightjar CLI basics', () => {
     // script reports the node flags the process got.
     const probe = join(root, 'exec-argv.cjs');
     await writeFile(probe, "process.stderr.write('execArgv ' + JSON.stringify(process.execArgv) + '\\n');\n");
-    const path = `${join(process.execPath, '..')}:${process.env.PATH ?? ''}`;
-    const r = spawnSync(NIGHTJAR_BIN, ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: path, NODE_OPTIONS: `--require=${probe}` } });
-    assert.equal(r.status, 0, r.stderr);
+    const r = await runAsCommand(['--version'], { NODE_OPTIONS: `--require=${probe}` });
+    assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^\d+\.\d+\.\d+/);
     assert.match(r.stderr, /execArgv \[[^\]]*"--v8-pool-size=1"/);
   });

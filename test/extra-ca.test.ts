@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
@@ -8,32 +7,16 @@ import * as tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { DEFERRED_EXTRA_CA_ENV, takeDeferredExtraCa } from '../src/node/extra-ca.js';
-import { NIGHTJAR_BIN, runCli, tempDir, type CliResult } from './helpers/cli.js';
+import { runAsCommand, runCli, tempDir, type CliResult } from './helpers/cli.js';
 import { startS3rver, type S3TestServer } from './helpers/s3-servers.js';
 
 const TLS_FIXTURES = new URL('../../test/fixtures/tls/', import.meta.url).pathname;
 /** The CA that signed localhost.crt (for localhost and 127.0.0.1); in no trust store. */
 const TEST_CA = join(TLS_FIXTURES, 'ca.crt');
 
-/**
- * Runs bin/nightjar.js as a command (through its sh lines, as an installed `nightjar`)
- * with `env` on top of this process's environment minus NODE_EXTRA_CA_CERTS.
- */
+/** bin/nightjar.js as a command, with `env` on top of this environment minus NODE_EXTRA_CA_CERTS. */
 function runCommand(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  const base: NodeJS.ProcessEnv = { ...process.env, PATH: `${join(process.execPath, '..')}:${process.env.PATH ?? ''}` };
-  delete base.NODE_EXTRA_CA_CERTS;
-  const child = spawn(NIGHTJAR_BIN, args, { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) =>
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    }),
-  );
+  return runAsCommand(args, { NODE_EXTRA_CA_CERTS: undefined, ...env });
 }
 
 let root: string;

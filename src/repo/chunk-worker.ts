@@ -11,7 +11,7 @@
  *                  {t:'hash', id, path}                  SHA-256 of a file (a data pack) → {t:'hashed', id, hex} or {t:'hashed', id, error}
  *                  {t:'cancel', job}
  *                  {t:'list', ids, lens, paths}           list these directories (readdir + lstat of each entry)
- *   worker → main: {t:'listed', results}                 per directory {id, names, lens, dirs, stats, errs} or {id, error}
+ *   worker → main: {t:'listed', results}                 per directory {id, names, lens, dirs, stats, errs, digest} or {id, error}
  *                  (see listDir below; first in walk order first, between two slices of reading)
  *                  {t:'out', items: Item[]}
  *     ['c', job, seq, id, raw]                    a chunk was cut and hashed
@@ -408,6 +408,10 @@ type Listing =
  * unchanged re-run). Kept sorted: one binary search per ask, the next one is the last.
  */
 const listQueue: { id: number; path: Buffer }[] = [];
+/** listSome is due (an immediate is pending). */
+let listScheduled = false;
+/** Listing time between two looks at the message queue (new asks, and reading's turn). */
+const LIST_SLICE_MS = 1;
 
 function queueListing(id: number, path: Buffer): void {
   let lo = 0;
@@ -419,9 +423,6 @@ function queueListing(id: number, path: Buffer): void {
   }
   listQueue.splice(lo, 0, { id, path });
 }
-let listScheduled = false;
-/** Listing time between two looks at the message queue (new asks, and reading's turn). */
-const LIST_SLICE_MS = 1;
 
 function listSome(): void {
   const results: Listing[] = [];

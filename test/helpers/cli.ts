@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** The CLI entry point, as users run it. */
 export const NIGHTJAR_BIN = new URL('../../../bin/nightjar.js', import.meta.url).pathname;
@@ -76,6 +76,17 @@ export function startCli(args: string[], env?: NodeJS.ProcessEnv): CliProcess {
       });
     },
   };
+}
+
+/**
+ * Runs bin/nightjar.js as a command, as an installed `nightjar` runs (through its sh
+ * lines, node found on PATH), to completion. `env` goes on top of this process's
+ * environment; a key set to undefined is left out.
+ */
+export function runAsCommand(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60_000): Promise<CliResult> {
+  const merged: NodeJS.ProcessEnv = { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, ...env };
+  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
+  return waitForExit(spawn(NIGHTJAR_BIN, args, { env: merged, stdio: ['ignore', 'pipe', 'pipe'] }), timeoutMs);
 }
 
 function spawnCli(args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
