@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -101,6 +101,83 @@ describe('WorkerPool', () => {
       assert.deepEqual(listed, [' c', 'a', 'a/x', 'a/x/y', 'a-b', 'b']);
     } finally {
       await pool.close();
+    }
+  });
+
+  it('lists a directory too large to read whole one entry at a time, within a small heap', { timeout: 60_000 }, async () => {
+    // Read whole, 50k entries (an object and a Buffer each at once) took this 12 MiB heap
+    // past its limit: the thread ended and the listing failed.
+    const many = join(dir, 'many');
+    mkdirSync(many);
+    for (let i = 0; i < 50_000; i++) closeSync(openSync(join(many, `file-number-${i}`), 'w'));
+    mkdirSync(join(many, 'sub'));
+    writeFileSync(join(many, 'data'), 'x'.repeat(1234));
+    const pool = new WorkerPool({ encKey, idKey, gear: gearTable(randomBytes(32)), params, workers: 1, heapMb: 12 });
+    try {
+      const { entries, digest } = await pool.list(Buffer.from(many));
+      assert.deepEqual(entries.map((e) => e.name.toString()).sort(), readdirSync(many).sort());
+      const byName = new Map(entries.map((e) => [e.name.toString(), e]));
+      for (const name of ['sub', 'data', 'file-number-0', 'file-number-49999']) {
+        const want = lstatSync(join(many, name), { bigint: true });
+        const got = byName.get(name)!;
+        assert.equal(got.error, null);
+        assert.deepEqual([got.stat!.ino, got.stat!.size, got.stat!.mode, got.stat!.mtimeNs], [want.ino, want.size, want.mode, want.mtimeNs]);
+        assert.equal(got.direntIsDir, name === 'sub');
+      }
+      assert.ok(digest);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('gives an entry whose lstat fails its error, and the entries around it their stats', async () => {
+    // A directory at a path of 4050 bytes can be read; an entry of 100 bytes in it is past
+    // PATH_MAX (4096), so its lstat fails with ENAMETOOLONG. Built and cleaned up through
+    // the working directory, which takes relative paths.
+    const root = join(dir, 'deep');
+    mkdirSync(root);
+    const segments: string[] = [];
+    let length = root.length;
+    while (length + 1 + 250 <= 4050) (segments.push('d'.repeat(250)), (length += 251));
+    segments.push('e'.repeat(4050 - length - 1));
+    const deep = [root, ...segments].join('/');
+    const longName = 'x'.repeat(100);
+    const cwd = process.cwd();
+    const inDeep = (f: () => void) => {
+      process.chdir(root);
+      try {
+        for (const s of segments) process.chdir(s);
+        f();
+      } finally {
+        process.chdir(cwd);
+      }
+    };
+    process.chdir(root);
+    try {
+      for (const s of segments) (mkdirSync(s), process.chdir(s));
+    } finally {
+      process.chdir(cwd);
+    }
+    inDeep(() => {
+      writeFileSync('a', 'one');
+      writeFileSync(longName, 'two');
+      writeFileSync('z', 'three');
+    });
+    const pool = new WorkerPool({ encKey, idKey, gear: gearTable(randomBytes(32)), params, workers: 1 });
+    try {
+      const { entries, digest } = await pool.list(Buffer.from(deep));
+      const byName = new Map(entries.map((e) => [e.name.toString(), e]));
+      assert.equal(entries.length, 3);
+      assert.equal(byName.get(longName)!.stat, null);
+      assert.equal(byName.get(longName)!.error?.code, 'ENAMETOOLONG');
+      assert.equal(byName.get('a')!.stat!.size, 3n);
+      assert.equal(byName.get('z')!.stat!.size, 5n);
+      assert.equal(byName.get('a')!.error, null);
+      // A listing with a failed entry is never taken for an unchanged one.
+      assert.equal(digest, null);
+    } finally {
+      await pool.close();
+      inDeep(() => unlinkSync(longName)); // rmSync in `after` goes by whole paths
     }
   });
 });

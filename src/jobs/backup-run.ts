@@ -1073,7 +1073,9 @@ class BackupRun {
         const stored = await this.storeFile(rel, st);
         if (stored) {
           content = stored.content;
-          out[index] = { ...entryFromStat(e), ...stored.meta, content: stored.content };
+          // Assigned, not spread into a new literal: that gave each entry a hidden class of
+          // its own (~0.5 KiB per file of V8 maps, seen as 130k maps in a 400k-file directory).
+          out[index] = Object.assign(entryFromStat(e, stored.content), stored.meta);
           if (stored.consistent) cacheFiles.set(key, cacheEntry(stored.stat, stored.content));
         }
       } catch (err) {

@@ -31,7 +31,7 @@
  * which stops answering while its gate is closed or its packs are uploading).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
@@ -396,7 +396,7 @@ type Listing =
       lens: Uint32Array;
       dirs: Uint8Array;
       stats: BigInt64Array;
-      errs: ([string | null, string] | null)[];
+      errs: [number, string | null, string][];
       digest: Buffer | null;
     };
 
@@ -456,42 +456,107 @@ const STAT_FIELDS = 11;
 const SLASH = 0x2f;
 
 /**
+ * A directory file larger than this is read entry by entry (opendir) instead of whole
+ * (readdir): readdir makes an object and a Buffer per entry at once, and a directory of
+ * ~300k entries took this thread past its heap limit (the listing failed, and the thread
+ * with it). Entry by entry costs ~1.5× readdir's time, so smaller directories keep
+ * readdir. A directory's size grows with its entries on the common file systems (ext4,
+ * XFS: its blocks, ~1k entries at 32 KiB; btrfs: twice its names' bytes; tmpfs: 20 bytes
+ * per entry; ZFS: 1 per entry, 32k entries at 32 KiB, well within the heap).
+ */
+const WHOLE_DIR_MAX_BYTES = 32 * 1024;
+
+/** A directory's names back to back, their lengths, and 1 where the entry says directory. */
+class DirNames {
+  names: Uint8Array<ArrayBuffer>;
+  lens: Uint32Array<ArrayBuffer>;
+  dirs: Uint8Array<ArrayBuffer>;
+  count = 0;
+  bytes = 0;
+
+  constructor(count = 64, bytes = 4096) {
+    this.names = new Uint8Array(bytes);
+    this.lens = new Uint32Array(count);
+    this.dirs = new Uint8Array(count);
+  }
+
+  add(name: Buffer, isDir: boolean): void {
+    if (this.count === this.lens.length) {
+      const more = Math.max(64, this.count * 2);
+      this.lens = grown(this.lens, new Uint32Array(more));
+      this.dirs = grown(this.dirs, new Uint8Array(more));
+    }
+    if (this.bytes + name.length > this.names.length) this.names = grown(this.names, new Uint8Array(Math.max(this.names.length * 2, this.bytes + name.length)));
+    this.names.set(name, this.bytes);
+    this.bytes += name.length;
+    this.lens[this.count] = name.length;
+    this.dirs[this.count++] = isDir ? 1 : 0;
+  }
+
+  /** The arrays cut to what was added (copies when they grew past it: they travel to the main thread). */
+  trim(): void {
+    if (this.names.length > this.bytes) this.names = this.names.slice(0, this.bytes);
+    if (this.lens.length > this.count) {
+      this.lens = this.lens.slice(0, this.count);
+      this.dirs = this.dirs.slice(0, this.count);
+    }
+  }
+}
+
+function grown<T extends Uint8Array<ArrayBuffer> | Uint32Array<ArrayBuffer>>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
+
+/** The names in directory `path`; throws the fs error of readdir or opendir. */
+function readNames(path: Buffer): DirNames {
+  const size = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+  if (size <= WHOLE_DIR_MAX_BYTES) {
+    const ents = readdirSync(path, { withFileTypes: true, encoding: 'buffer' });
+    let total = 0;
+    for (const d of ents) total += d.name.length;
+    const out = new DirNames(ents.length, total);
+    for (const d of ents) out.add(d.name, d.isDirectory());
+    return out;
+  }
+  const out = new DirNames();
+  // Names as Buffers (bytes as they are), which node gives though its types list only text encodings.
+  const dir = opendirSync(path, { encoding: 'buffer' as BufferEncoding });
+  try {
+    for (let d = dir.readSync(); d !== null; d = dir.readSync()) out.add(d.name as unknown as Buffer, d.isDirectory());
+  } finally {
+    dir.closeSync();
+  }
+  out.trim();
+  return out;
+}
+
+/**
  * Lists a directory with synchronous calls (a walk's lstat of every entry costs a
  * thread-pool round trip each on the main thread): names back to back in `names` with
  * their lengths, `dirs` 1 where the directory entry says directory, stat fields (dev, ino,
- * mode, nlink, uid, gid, rdev, size, atime, mtime, ctime) in `stats`, and per entry the
- * lstat's error or null in `errs`.
+ * mode, nlink, uid, gid, rdev, size, atime, mtime, ctime) in `stats`, and the entries
+ * whose lstat failed in `errs` (index, code, message; in index order).
  */
 function listDir(id: number, path: Buffer, transfer: ArrayBuffer[]): Listing {
-  let ents;
+  let dn: DirNames;
   try {
-    ents = readdirSync(path, { withFileTypes: true, encoding: 'buffer' });
+    dn = readNames(path);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     return { id, error: { code: e.code ?? null, message: e.message, errno: e.errno ?? null, syscall: e.syscall ?? null } };
   }
-  const n = ents.length;
-  let total = 0;
-  for (const d of ents) total += d.name.length;
-  const names = new Uint8Array(total);
-  const lens = new Uint32Array(n);
-  const dirs = new Uint8Array(n);
+  const { names, lens, dirs, count: n } = dn;
   const stats = new BigInt64Array(n * STAT_FIELDS);
-  const errs: ([string | null, string] | null)[] = new Array(n).fill(null);
+  const errs: [number, string | null, string][] = [];
   const full = Buffer.allocUnsafe(path.length + 1 + 4096);
   path.copy(full, 0);
   full[path.length] = SLASH;
-  let pos = 0;
-  for (let i = 0; i < n; i++) {
-    const d = ents[i]!;
-    const name = d.name;
-    names.set(name, pos);
-    pos += name.length;
-    lens[i] = name.length;
-    dirs[i] = d.isDirectory() ? 1 : 0;
+  for (let i = 0, pos = 0; i < n; i++) {
+    const name = names.subarray(pos, (pos += lens[i]!));
     const end = path.length + 1 + name.length;
     const p = end <= full.length ? full.subarray(0, end) : Buffer.concat([path, Buffer.from([SLASH]), name]);
-    if (end <= full.length) name.copy(full, path.length + 1);
+    if (end <= full.length) full.set(name, path.length + 1);
     try {
       const st = lstatSync(p, { bigint: true });
       const o = i * STAT_FIELDS;
@@ -508,11 +573,11 @@ function listDir(id: number, path: Buffer, transfer: ArrayBuffer[]): Listing {
       stats[o + 10] = st.ctimeNs;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      errs[i] = [e.code ?? null, e.message];
+      errs.push([i, e.code ?? null, e.message]);
     }
   }
   // What the walk compares with the listing it saw last time (RawListing.digest).
-  const digest = errs.some((e) => e !== null) ? null : createHash('sha256').update(names).update(lens).update(dirs).update(stats).digest();
+  const digest = errs.length > 0 ? null : createHash('sha256').update(names).update(lens).update(dirs).update(stats).digest();
   transfer.push(names.buffer, lens.buffer, stats.buffer);
   return { id, names, lens, dirs, stats, errs, digest };
 }
