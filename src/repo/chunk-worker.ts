@@ -462,7 +462,8 @@ const SLASH = 0x2f;
  * with it). Entry by entry costs ~1.5× readdir's time, so smaller directories keep
  * readdir. A directory's size grows with its entries on the common file systems (ext4,
  * XFS: its blocks, ~1k entries at 32 KiB; btrfs: twice its names' bytes; tmpfs: 20 bytes
- * per entry; ZFS: 1 per entry, 32k entries at 32 KiB, well within the heap).
+ * per entry; ZFS: 1 per entry, 32k entries at 32 KiB, well within the heap); some network
+ * and FUSE file systems say 0 whatever it holds, so a size of 0 is read one at a time too.
  */
 const WHOLE_DIR_MAX_BYTES = 32 * 1024;
 
@@ -511,7 +512,7 @@ function grown<T extends Uint8Array<ArrayBuffer> | Uint32Array<ArrayBuffer>>(fro
 /** The names in directory `path`; throws the fs error of readdir or opendir. */
 function readNames(path: Buffer): DirNames {
   const size = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
-  if (size <= WHOLE_DIR_MAX_BYTES) {
+  if (size > 0 && size <= WHOLE_DIR_MAX_BYTES) {
     const ents = readdirSync(path, { withFileTypes: true, encoding: 'buffer' });
     let total = 0;
     for (const d of ents) total += d.name.length;
