@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WrongPassphraseError, RepoNotFoundError, RepoExistsError, SnapshotNotFoundError } from '../src/repo/errors.js';
-import { Repository, type RepoOptions } from '../src/repo/repository.js';
+import { Repository, type RepoOptions, type SnapshotCache } from '../src/repo/repository.js';
 import type { Tree, TreeEntry } from '../src/repo/types.js';
 import { LocalStore } from '../src/store/local-store.js';
+import { MemoryStore } from '../src/store/memory-store.js';
 import { FakeClock } from './helpers/fake-clock.js';
 
 const PASS = 'correct horse battery staple';
@@ -110,6 +111,46 @@ describe('Repository round trip on a local store', () => {
     assert.ok(report.ok);
     assert.deepEqual(report.unreferencedPacks, []);
     await again.close();
+  });
+
+  it('lists snapshots through the snapshot cache: only new objects are read, pruned ones leave it, a bad entry is read again', async () => {
+    const store = new MemoryStore();
+    const reads: string[] = [];
+    const read = store.read.bind(store);
+    store.read = (name, range) => (name.startsWith('snapshots/') && reads.push(name), read(name, range));
+    let saved = new Map<string, Buffer>();
+    let saves = 0;
+    const snapshotCache: SnapshotCache = { load: async () => new Map(saved), save: async (m) => void ((saved = new Map(m)), saves++) };
+    const clock = new FakeClock('2025-01-01T00:00:00Z');
+    const repo = await Repository.init(store, PASS, { ...opts(clock), snapshotCache });
+    const tree = await repo.saveTree({ entries: [] });
+    const ids: string[] = [];
+    for (const job of ['a', 'b', 'c']) {
+      ids.push((await repo.saveSnapshot({ tree, host: 'h', job, target: 't', source: '/s' })).id);
+      await clock.advance(1000);
+    }
+    const byJob = (list: { job: string }[]) => list.map((x) => x.job);
+    assert.deepEqual(byJob(await repo.listSnapshots()), ['a', 'b', 'c']);
+    assert.equal(reads.length, 3);
+    assert.deepEqual([...saved.keys()].sort(), [...ids].sort());
+    // Nothing new: no snapshot object read, the cache not written again.
+    reads.length = 0;
+    assert.deepEqual(byJob(await repo.listSnapshots()), ['a', 'b', 'c']);
+    assert.deepEqual(reads, []);
+    assert.equal(saves, 1);
+    // A snapshot removed from the store (prune) leaves the list and the cache.
+    await store.delete(`snapshots/${ids[1]}`);
+    assert.deepEqual(byJob(await repo.listSnapshots()), ['a', 'c']);
+    assert.deepEqual(reads, []);
+    assert.deepEqual([...saved.keys()].sort(), [ids[0], ids[2]].sort());
+    // A damaged (or foreign) entry is not believed: that object is read from the store.
+    const bad = Buffer.from(saved.get(ids[2]!)!);
+    bad[bad.length - 1]! ^= 1;
+    saved.set(ids[2]!, bad);
+    assert.deepEqual(byJob(await repo.listSnapshots()), ['a', 'c']);
+    assert.deepEqual(reads, [`snapshots/${ids[2]}`]);
+    assert.ok(saved.get(ids[2]!)!.equals(await read(`snapshots/${ids[2]}`)));
+    await repo.close();
   });
 
   it('a wrong passphrase gets WrongPassphraseError with a clear message', async () => {

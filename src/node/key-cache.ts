@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import type { MasterKeys } from '../repo/crypto.js';
-import type { KeyCache } from '../repo/repository.js';
+import type { KeyCache, SnapshotCache } from '../repo/repository.js';
 
 /**
  * The node's key cache for one target: the master keys its passphrase unsealed, in a file
@@ -29,12 +29,41 @@ export function fileKeyCache(passphraseFile: string, passphrase: string, locatio
         idKey: keys.idKey.toString('base64'),
         chunkerSeed: keys.chunkerSeed.toString('base64'),
       };
-      const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
-      await writeFile(tmp, JSON.stringify(doc), { mode: 0o600, flag: 'wx' });
-      await rename(tmp, file).catch(async (err: unknown) => {
-        await unlink(tmp).catch(() => {});
-        throw err;
-      });
+      await writeWhole(file, JSON.stringify(doc));
     },
   };
+}
+
+/**
+ * The node's snapshot cache for one target (Repository's SnapshotCache): the sealed
+ * snapshot objects already read, beside the passphrase file like the key cache
+ * (`<passphrase file>.snapshots-<hash of the location>`). They stay sealed: the
+ * repository opens each entry as if it came from the store.
+ */
+export function fileSnapshotCache(passphraseFile: string, location: string): SnapshotCache {
+  const file = `${passphraseFile}.snapshots-${createHash('sha256').update(location).digest('hex').slice(0, 16)}`;
+  return {
+    async load(): Promise<Map<string, Buffer>> {
+      const doc = JSON.parse(await readFile(file, 'utf8')) as { v?: number; snapshots?: Record<string, string> };
+      const out = new Map<string, Buffer>();
+      if (doc.v !== 1) return out;
+      for (const [id, sealed] of Object.entries(doc.snapshots ?? {})) out.set(id, Buffer.from(sealed, 'base64'));
+      return out;
+    },
+    async save(sealed: Map<string, Buffer>): Promise<void> {
+      const snapshots: Record<string, string> = {};
+      for (const [id, b] of sealed) snapshots[id] = b.toString('base64');
+      await writeWhole(file, JSON.stringify({ v: 1, snapshots }));
+    },
+  };
+}
+
+/** Writes `file` whole or not at all (a temporary file renamed over it; mode 0600). */
+async function writeWhole(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600, flag: 'wx' });
+  await rename(tmp, file).catch(async (err: unknown) => {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  });
 }

@@ -3,7 +3,7 @@ import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/types.js';
 import { StoreError, type Store, type WriteOptions } from '../store/store.js';
 import type { RunBandwidth } from './bandwidth.js';
-import { fileKeyCache } from './key-cache.js';
+import { fileKeyCache, fileSnapshotCache } from './key-cache.js';
 import type { Clock } from './clock.js';
 import { CliExit, EXIT } from './cli-env.js';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -95,6 +95,7 @@ export async function openTarget(
       clock: opts.clock,
       workers: opts.workers ?? 0,
       keyCache: fileKeyCache(target.passphraseFile, passphrase, store.location),
+      snapshotCache: fileSnapshotCache(target.passphraseFile, store.location),
       ...(opts.startWorkers ? { startWorkers: true } : {}),
       ...(opts.sharedLock ? { sharedLock: true } : {}),
     });

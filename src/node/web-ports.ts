@@ -20,7 +20,7 @@ import {
 import type { Clock } from './clock.js';
 import type { JobConfig, NodeConfig } from './config/types.js';
 import { formatBytes, formatDuration } from './config/units.js';
-import { fileKeyCache } from './key-cache.js';
+import { fileKeyCache, fileSnapshotCache } from './key-cache.js';
 import type { NodeDirLayout } from './node-dir.js';
 import { openTargetStore, readPassphrase } from './open-target.js';
 
@@ -110,6 +110,7 @@ export function createSnapshotBrowser(opts: { config: () => NodeConfig; clock: C
           clock: opts.clock,
           workers: 0,
           keyCache: fileKeyCache(target.passphraseFile, passphrase, store.location),
+          snapshotCache: fileSnapshotCache(target.passphraseFile, store.location),
         });
       } catch (err) {
         if (err instanceof RepoNotFoundError) throw new WebPortError(404, `target ${alias} has no repository yet`);

@@ -98,6 +98,20 @@ export interface RepoOptions {
   keyCache?: KeyCache;
   /** Take a shared lock (a backup's) while the index loads; takeOpeningLock() hands it over. */
   sharedLock?: boolean;
+  /** Where snapshot objects already read are kept between opens (listSnapshots reads only new ones). */
+  snapshotCache?: SnapshotCache;
+}
+
+/**
+ * Snapshot objects as stored (sealed), by id, kept by the caller between opens: they never
+ * change once written, so a listing of `snapshots/` and the cache give every snapshot
+ * without reading each one again (hundreds of reads per run on S3 or a peer after a year
+ * of nightly backups). Entries are opened like objects read from the store, so a damaged
+ * or foreign entry is read from the store instead.
+ */
+export interface SnapshotCache {
+  load(): Promise<Map<string, Buffer>>;
+  save(sealed: Map<string, Buffer>): Promise<void>;
 }
 
 /**
@@ -476,18 +490,47 @@ export class Repository {
     return snap;
   }
 
-  /** Every snapshot, oldest first (ties by id). Throws IntegrityError on a damaged snapshot object. */
+  /**
+   * Every snapshot, oldest first (ties by id). Throws IntegrityError on a damaged snapshot
+   * object. Reads only the objects not in the snapshot cache (RepoOptions.snapshotCache),
+   * which then holds exactly the snapshots listed.
+   */
   async listSnapshots(): Promise<Snapshot[]> {
-    const names: string[] = [];
-    for await (const o of this.store.list('snapshots/')) names.push(o.name);
-    const out = await mapLimit(names, 8, (name) => this.loadSnapshot(name.slice('snapshots/'.length)));
+    const ids: string[] = [];
+    for await (const o of this.store.list('snapshots/')) ids.push(o.name.slice('snapshots/'.length));
+    const cache = this.opts.snapshotCache;
+    const cached = (cache && (await cache.load().catch(() => null))) ?? new Map<string, Buffer>();
+    const kept = new Map<string, Buffer>();
+    let read = 0;
+    const out = await mapLimit(ids, 8, async (id) => {
+      const hit = cached.get(id);
+      if (hit) {
+        try {
+          const snap = this.openSnapshot(id, hit);
+          kept.set(id, hit);
+          return snap;
+        } catch {
+          // damaged or of another repository: read the object itself
+        }
+      }
+      const sealed = await this.store.read(`snapshots/${id}`);
+      const snap = this.openSnapshot(id, sealed);
+      kept.set(id, sealed);
+      read++;
+      return snap;
+    });
+    if (cache && (read > 0 || kept.size !== cached.size)) await cache.save(kept).catch(() => {});
     return out.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : 1));
   }
 
   /** One snapshot by id. */
   async loadSnapshot(id: string): Promise<Snapshot> {
+    return this.openSnapshot(id, await this.store.read(`snapshots/${id}`));
+  }
+
+  private openSnapshot(id: string, sealed: Buffer): Snapshot {
     const name = `snapshots/${id}`;
-    const body = JSON.parse(open(this.keys.encKey, await this.store.read(name), name, Buffer.from(id)).toString('utf8')) as Omit<Snapshot, 'id'>;
+    const body = JSON.parse(open(this.keys.encKey, sealed, name, Buffer.from(id)).toString('utf8')) as Omit<Snapshot, 'id'>;
     return { id, ...body };
   }
 
