@@ -220,28 +220,13 @@ export function decodeDirRecord(buf: Buffer): CachedDirRecord {
   for (let i = 0; i < count; i++) readFile(r, ids);
   let info: CachedDirInfo | null = null;
   if (format !== FORMAT_VERSION) {
-    const hexAt = (): string => {
-      const len = r.uvar();
-      const at = r.take(len);
-      return buf.toString('hex', at, at + len);
-    };
-    const tree = hexAt();
-    const dlen = r.uvar();
-    const dat = r.take(dlen);
-    const digest = Buffer.from(buf.subarray(dat, dat + dlen));
+    const tree = r.hex();
+    const digest = r.bytes();
     const subdirs = new Map<string, string>();
     const ns = r.uvar();
-    for (let i = 0; i < ns; i++) {
-      const nameLen = r.uvar();
-      const nameAt = r.take(nameLen);
-      subdirs.set(buf.toString('latin1', nameAt, nameAt + nameLen), hexAt());
-    }
+    for (let i = 0; i < ns; i++) subdirs.set(r.latin1(), r.hex());
     info = { tree, digest, subdirs };
-    if (format === FORMAT_WITH_LISTING) {
-      const len = r.uvar();
-      const at = r.take(len);
-      info.listing = Buffer.from(buf.subarray(at, at + len));
-    }
+    if (format === FORMAT_WITH_LISTING) info.listing = r.bytes();
   }
   if (r.pos !== buf.length) r.corrupt('trailing bytes');
   return new DecodedRecord(buf, filesAt, count, ids, info);
@@ -309,17 +294,9 @@ function readFile(r: Reader, ids: number[] | null): CachedFile | null {
   const dev = r.uvarBig();
   const n = r.uvar();
   const content = new Array<string>(n);
-  for (let j = 0; j < n; j++) {
-    const len = r.uvar();
-    const at = r.take(len);
-    content[j] = buf.toString('hex', at, at + len);
-  }
+  for (let j = 0; j < n; j++) content[j] = r.hex();
   const file: CachedFile = { size, mtimeNs: buf.readBigInt64LE(t), ctimeNs: buf.readBigInt64LE(t + 8), inode, dev, content };
-  if (flags & FLAG_EXTRA) {
-    const len = r.uvar();
-    const at = r.take(len);
-    file.extra = Buffer.from(buf.subarray(at, at + len));
-  }
+  if (flags & FLAG_EXTRA) file.extra = r.bytes();
   return file;
 }
 
@@ -370,8 +347,24 @@ class Reader {
 
   /** A length-prefixed run of bytes as a latin1 string (a nameKey). */
   latin1(): string {
+    return this.text('latin1');
+  }
+
+  /** A length-prefixed run of bytes as lowercase hex (an id). */
+  hex(): string {
+    return this.text('hex');
+  }
+
+  /** A length-prefixed run of bytes, copied. */
+  bytes(): Buffer {
     const len = this.uvar();
     const at = this.take(len);
-    return this.buf.toString('latin1', at, at + len);
+    return Buffer.from(this.buf.subarray(at, at + len));
+  }
+
+  private text(encoding: 'latin1' | 'hex'): string {
+    const len = this.uvar();
+    const at = this.take(len);
+    return this.buf.toString(encoding, at, at + len);
   }
 }

@@ -986,7 +986,6 @@ class BackupRun {
     this.stats.bytesTotal += Number(st.size);
   }
 
-
   /** True when every blob is known to be in the repository; false when one is not or the answer would need a wait. */
   private blobsPresentNow(ids: readonly string[]): boolean {
     for (const id of ids) if (this.o.repo.hasBlob(id) !== true) return false;

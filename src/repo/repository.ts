@@ -441,12 +441,17 @@ export class Repository {
 
   /** True when the blob is in the index or saved in this session (durable after the next flush). */
   hasBlob(id: string): boolean {
-    return this.index.has(id) || this.pending.get(id)?.state === 'stored';
+    return this.index.has(id) || this.storedUnindexed(id);
+  }
+
+  /** A blob in a pack written but not indexed yet. */
+  private storedUnindexed(id: string): boolean {
+    return this.pending.get(id)?.state === 'stored';
   }
 
   /** hasBlob() of the id in bytes buf[at, at + length). */
   hasBlobAt(buf: Buffer, at: number, length: number): boolean {
-    return this.index.hasAt(buf, at, length) || (this.pending.size > 0 && this.hasBlob(buf.toString('hex', at, at + length)));
+    return this.index.hasAt(buf, at, length) || (this.pending.size > 0 && this.storedUnindexed(buf.toString('hex', at, at + length)));
   }
 
   /**
