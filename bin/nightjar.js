@@ -1,6 +1,6 @@
 #!/bin/sh
 ':' //; case "${NODE_EXTRA_CA_CERTS-}|${NODE_OPTIONS-}" in '|'* | *openssl-ca*) ;; *) export NIGHTJAR_EXTRA_CA_CERTS="$NODE_EXTRA_CA_CERTS"; unset NODE_EXTRA_CA_CERTS ;; esac
-':' //; exec node --v8-pool-size=1 "$0" "$@"
+':' //; exec node --v8-pool-size=1 --max-semi-space-size=4 "$0" "$@"
 // The two lines above are for sh (they start node on this file; `env -S` would be
 // shorter but BusyBox's env lacks -S); for JavaScript each is a string and a comment.
 // NODE_EXTRA_CA_CERTS is handed over under another name: node would load it while it
@@ -9,7 +9,9 @@
 // One V8 background thread, not one per core: the chunk worker threads already keep the
 // cores busy, and V8's helpers for three small heaps (parallel scavenges, concurrent
 // marking and compiling) only competed with them. Bench, 2 cores: first backup ~6% faster
-// and ~8 MiB smaller, unchanged re-run ~5% faster. `node bin/nightjar.js` works without it.
+// and ~8 MiB smaller, unchanged re-run ~5% faster. Semi-spaces of at most 4 MiB: what
+// limitHeapGrowth (src/node/heap-budget.ts) aims for, held even when a worker thread's
+// start lets one collection grow them. `node bin/nightjar.js` works without both flags.
 import { takeDeferredExtraCa } from '../dist/src/node/extra-ca.js';
 import { limitHeapGrowth } from '../dist/src/node/heap-budget.js';
 import { main } from '../dist/src/node/main.js';

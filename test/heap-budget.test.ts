@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
 const MODULE = new URL('../src/node/heap-budget.js', import.meta.url).href;
@@ -9,7 +10,7 @@ const MODULE = new URL('../src/node/heap-budget.js', import.meta.url).href;
  * surviving a while (in flight), and a turn of the event loop every few thousand. Run in
  * a child process (heap flags are process-wide); prints the largest young generation seen.
  */
-function youngGenerationMiB(limited: boolean, workerAtTurn = -1): number {
+function youngGenerationMiB(limited: boolean, workerAtTurn = -1, nodeFlags: string[] = []): number {
   const script = `
     import { getHeapSpaceStatistics } from 'node:v8';
     import { Worker } from 'node:worker_threads';
@@ -27,7 +28,7 @@ function youngGenerationMiB(limited: boolean, workerAtTurn = -1): number {
     }
     process.stdout.write(String(largest / 1048576));
   `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [...nodeFlags, '--input-type=module', '-e', script], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   return Number(r.stdout);
 }
@@ -41,7 +42,11 @@ describe('limitHeapGrowth', () => {
   });
 
   it('keeps it there when a worker thread starts afterwards (a new isolate resets the growth factor)', () => {
-    const limited = youngGenerationMiB(true, 200);
+    // With node started as the launcher starts it (its flags, read from bin/nightjar.js).
+    const launcher = readFileSync(new URL('../../bin/nightjar.js', import.meta.url), 'utf8');
+    const flags = /exec node ((?:--\S+ )+)"\$0"/.exec(launcher)![1]!.trim().split(' ');
+    assert.ok(flags.includes('--max-semi-space-size=4'), `launcher flags: ${flags.join(' ')}`);
+    const limited = youngGenerationMiB(true, 200, flags);
     assert.ok(limited <= 8, `with the limit and a worker started half-way: ${limited} MiB`);
   });
 });
