@@ -44,17 +44,65 @@ describe('ByteRing', () => {
     const live: RingBlock[] = [];
     let seed = 12345;
     const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    let newest: RingBlock | null = null;
     for (let i = 0; i < 5000; i++) {
       if (live.length > 0 && rand(3) === 0) {
-        r.free(live.splice(rand(live.length), 1)[0]!);
+        const gone = live.splice(rand(live.length), 1)[0]!;
+        r.free(gone);
+        if (gone === newest) newest = null;
+        continue;
+      }
+      if (newest && rand(3) === 0) {
+        // Resize the newest block, as a chunk worker grows a chunk being read.
+        const grown = r.resize(newest, 1 + rand(300));
+        if (!grown) continue;
+        live.splice(live.indexOf(newest), 1);
+        for (const o of live) assert.ok(grown.start + grown.bytes.length <= o.start || o.start + o.bytes.length <= grown.start, 'overlap after resize');
+        live.push((newest = grown));
         continue;
       }
       const b = r.alloc(1 + rand(200));
       if (!b) continue;
       for (const o of live) assert.ok(b.start + b.bytes.length <= o.start || o.start + o.bytes.length <= b.start, 'overlap');
-      live.push(b);
+      live.push((newest = b));
     }
     assert.equal(r.used, live.reduce((n, b) => n + b.bytes.length, 0));
+  });
+
+  it('resizes the newest block in place, and moves it when the space after it is taken, keeping its bytes', () => {
+    const r = new ByteRing(10);
+    const a = r.alloc(3)!;
+    let b = r.alloc(2)!;
+    b.bytes.set([1, 2]);
+    b = r.resize(b, 5)!;
+    assert.equal(b.start, 3, 'grown in place');
+    assert.deepEqual([...b.bytes.subarray(0, 2)], [1, 2]);
+    assert.equal(r.used, 8);
+    b = r.resize(b, 4)!;
+    assert.equal(r.used, 7, 'shrunk in place');
+    assert.equal(r.resize(b, 8), null, 'no room after it, none before the oldest block');
+    assert.equal(b.bytes.length, 4, 'a refused resize leaves the block as it was');
+    r.free(a);
+    b.bytes.set([5, 6, 7, 8]);
+    const alone = r.resize(b, 8, 2)!;
+    assert.equal(alone.start, 0, 'the only block: moved to the start');
+    assert.deepEqual([...alone.bytes.subarray(0, 2)], [5, 6], 'the bytes asked for were kept');
+    assert.equal(r.used, 8);
+    const c = r.alloc(2)!;
+    assert.throws(() => r.resize(alone, 9), RangeError, 'only the newest block');
+    r.free(alone);
+    r.free(c);
+
+    const q = new ByteRing(12);
+    const x = q.alloc(6)!;
+    q.alloc(1);
+    const z = q.alloc(3)!;
+    z.bytes.set([7, 8, 9]);
+    q.free(x);
+    const moved = q.resize(z, 6, 3)!;
+    assert.equal(moved.start, 0, 'moved into the space before the oldest block');
+    assert.deepEqual([...moved.bytes.subarray(0, 3)], [7, 8, 9]);
+    assert.equal(q.used, 7, 'the old place was given back');
   });
 
   it('rejects sizes it can never hold', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { Chunker, DEFAULT_CHUNKER, gearTable } from '../src/repo/chunker.js';
+import { Chunker, ChunkScan, DEFAULT_CHUNKER, gearTable } from '../src/repo/chunker.js';
 
 /** Deterministic pseudo-random bytes. */
 function prng(n: number, seed: number): Buffer {
@@ -75,6 +75,32 @@ describe('Chunker', () => {
   it('cuts zeros at the max size (no content-defined cut in uniform data)', () => {
     const lens = chunker.chunkAll(Buffer.alloc(10 * 1024 * 1024));
     assert.equal(lens[0], DEFAULT_CHUNKER.maxSize);
+  });
+
+  it('finds the same cuts in bytes that arrive piece by piece', () => {
+    // Random data, then zeros (cuts at the largest size), then a tail shorter than the minimum.
+    const input = Buffer.concat([data.subarray(0, 12 * 1024 * 1024), Buffer.alloc(9 * 1024 * 1024), data.subarray(0, 1000)]);
+    const whole = chunker.chunkAll(input);
+    for (const piece of [1, 4096, 100_000, 256 * 1024, 3 * 1024 * 1024]) {
+      const lens: number[] = [];
+      const state = new ChunkScan();
+      let start = 0;
+      let end = 0;
+      while (start < input.length) {
+        const n = chunker.scan(input, start, end, end === input.length, state);
+        if (n > 0) {
+          lens.push(n);
+          start += n;
+          end = Math.max(end, start); // bytes past the cut stay offered: the scan must not have kept any state
+        } else {
+          end = Math.min(input.length, end + piece);
+        }
+      }
+      assert.deepEqual(lens, whole, `pieces of ${piece}`);
+    }
+    const state = new ChunkScan();
+    assert.equal(chunker.scan(input, 0, DEFAULT_CHUNKER.minSize, false, state), 0, 'not the end of the file: more is needed');
+    assert.equal(chunker.scan(input, 0, 100, true, state), 100, 'at the end of the file, what is left is one chunk');
   });
 
   it('measures throughput (reported, not asserted)', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, describe, it } from 'node:test';
-import { gearTable } from '../src/repo/chunker.js';
+import { Chunker, gearTable } from '../src/repo/chunker.js';
 import { decompressSync } from '../src/repo/compress.js';
 import { blobId, open } from '../src/repo/crypto.js';
 import { WorkerPool } from '../src/repo/worker-pool.js';
@@ -55,6 +55,46 @@ describe('WorkerPool', () => {
       assert.ok(heldAtOnce > 1, 'several sealed blobs were held at once');
       assert.ok(compressed > 0 && compressed < ids.length, `${compressed} of ${ids.length} blobs compressed`);
       assert.ok(Buffer.concat(plain).equals(content), 'the blobs put back together are the file');
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('reads chunks larger than a read piece into its ring and cuts them as the chunker cuts the whole file', { timeout: 60_000 }, async () => {
+    // The default chunk sizes (pieces of 256 KiB, chunks of 256 KiB to 4 MiB) and a ring
+    // of 512 KiB + 4 MiB: chunks grow in place, move when the ring's end is near, and
+    // wait while held blobs fill it. Zeros give chunks of the largest size.
+    const big = { minSize: 256 * 1024, avgBits: 20, maxSize: 4 * 1024 * 1024 };
+    const gear = gearTable(randomBytes(32));
+    const files = [
+      Buffer.concat([randomBytes(9 * 1024 * 1024), Buffer.alloc(9 * 1024 * 1024), randomBytes(3 * 1024 * 1024 + 17)]),
+      randomBytes(256 * 1024), // a whole piece: the end is found without a read past it
+      Buffer.alloc(0),
+      randomBytes(100),
+    ];
+    const pool = new WorkerPool({ encKey, idKey, gear, params: big, workers: 1, pendingBytes: 512 * 1024 });
+    try {
+      for (const [i, content] of files.entries()) {
+        const path = join(dir, `pieces-${i}`);
+        writeFileSync(path, content);
+        const lengths: number[] = [];
+        const plain: Buffer[] = [];
+        const result = await pool.run(Buffer.from(path), {
+          chunk: async (seq, _id, raw) => {
+            lengths[seq] = raw;
+            return true;
+          },
+          blob: async (seq, sealed, raw, isCompressed) => {
+            await sleep(2);
+            const opened = open(encKey, sealed, `blob ${seq}`);
+            plain[seq] = Buffer.from(isCompressed ? decompressSync(opened, raw) : opened);
+          },
+        });
+        assert.deepEqual(lengths, new Chunker(gear, big).chunkAll(content), `file ${i}: the same cuts`);
+        assert.ok(Buffer.concat(plain).equals(content), `file ${i}: the blobs put back together are the file`);
+        assert.equal(result.bytesRead, content.length);
+        assert.equal(result.changed, false);
+      }
     } finally {
       await pool.close();
     }

@@ -1,7 +1,7 @@
-/** A block of a ByteRing: its bytes, valid until `ByteRing.free(block)`. */
+/** A block of a ByteRing: its bytes, valid until `ByteRing.free(block)` (or a resize that moves them). */
 export interface RingBlock {
-  readonly bytes: Buffer;
-  readonly start: number;
+  bytes: Buffer;
+  start: number;
   live: boolean;
 }
 
@@ -56,6 +56,43 @@ export class ByteRing {
     this.tail = start + n;
     this.liveBytes += n;
     return block;
+  }
+
+  /**
+   * The newest block resized to `n` bytes, its first `keep` bytes kept: in place when it
+   * shrinks or the space after it is free; else moved (the bytes copied) to where `alloc`
+   * would put a new block, or to the start when it is the only block. Null when there is
+   * no room until older blocks are freed (the block is left as it was). A chunk worker
+   * reads a chunk into its block piece by piece, not knowing its length before the cut.
+   */
+  resize(block: RingBlock, n: number, keep = Math.min(n, block.bytes.length)): RingBlock | null {
+    if (n < 1 || n > this.capacity) throw new RangeError(`ring block of ${n} bytes (capacity ${this.capacity})`);
+    const last = this.blocks.length - 1;
+    if (!block.live || this.blocks[last] !== block) throw new RangeError('only the newest live block can be resized');
+    if (keep > Math.min(n, block.bytes.length)) throw new RangeError(`cannot keep ${keep} bytes of a block resized to ${n}`);
+    const alone = this.first === last;
+    // Free after the block: up to the oldest block when that lies after it (wrapped), else to the end.
+    const head = this.blocks[this.first]!.start;
+    const limit = !alone && head > block.start ? head : this.capacity;
+    if (block.start + n <= limit) {
+      this.liveBytes += n - block.bytes.length;
+      block.bytes = this.buf.subarray(block.start, block.start + n);
+      this.tail = block.start + n;
+      return block;
+    }
+    if (alone) {
+      this.buf.copyWithin(0, block.start, block.start + keep);
+      this.liveBytes += n - block.bytes.length;
+      block.start = 0;
+      block.bytes = this.buf.subarray(0, n);
+      this.tail = n;
+      return block;
+    }
+    const moved = this.alloc(n);
+    if (!moved) return null;
+    moved.bytes.set(block.bytes.subarray(0, keep));
+    this.free(block);
+    return moved;
   }
 
   /** Gives a block back (a second free of the same block is ignored). */

@@ -22,18 +22,18 @@
  * `after` is the lstat of the path once the file is closed (FileStatAfter), or null when
  * the path is gone.
  *
- * Each chunk gets a block of the thread's ByteRing (memory shared with the main thread)
- * with room for its sealed form; a wanted chunk is compressed and sealed in place and the
- * main thread copies it into a pack from there, then frees the block. So the thread's
- * memory is the ring and one read buffer, whatever the file sizes, and nothing is copied
- * between threads but the blob into its pack. Backpressure: reading stops while the ring
+ * Each chunk is read straight into a block of the thread's ByteRing (memory shared with
+ * the main thread), which grows until the cut is found and then keeps room for the sealed
+ * form; a wanted chunk is compressed and sealed in place and the main thread copies it
+ * into a pack from there, then frees the block. So the thread's memory is the ring,
+ * whatever the file sizes, and nothing is copied but the blob into its pack. Backpressure: reading stops while the ring
  * holds PENDING_BYTES (chunks awaiting an answer, sealed blobs awaiting the main thread,
  * which stops answering while its gate is closed or its packs are uploading).
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Chunker, type ChunkerParams } from './chunker.js';
+import { Chunker, ChunkScan, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
 import { ByteRing, type RingBlock } from './byte-ring.js';
 import { blobId, SEAL_OVERHEAD, sealInto } from './crypto.js';
@@ -55,7 +55,13 @@ const encKey = Buffer.from(init.encKey);
 const idKey = Buffer.from(init.idKey);
 const chunker = new Chunker(init.gear, init.params);
 const PENDING_BYTES = init.pendingBytes;
-const READ_SIZE = 1024 * 1024;
+/**
+ * Bytes read at once. A chunk is read into its ring block piece by piece until its cut is
+ * found; the bytes read past the cut are read again for the next chunk (from the page
+ * cache: ~1/8 more bytes at this size), which costs less than keeping a read buffer of a
+ * largest chunk plus a piece (5 MiB per thread) and copying each chunk out of it.
+ */
+const READ_PIECE = 256 * 1024;
 /** Work done between two looks at the message queue (answers free memory, cancels stop work). */
 const SLICE_BYTES = 2 * 1024 * 1024;
 const SLICE_FILES = 64;
@@ -78,13 +84,15 @@ interface Current {
   path: Buffer;
   fd: number;
   before: BigIntStats;
-  start: number;
-  end: number;
-  eof: boolean;
+  /** File offset of the chunk being cut. */
+  pos: number;
+  /** Its ring block, holding its bytes read so far at [0, filled); null before the first read. */
+  block: RingBlock | null;
+  filled: number;
+  scan: ChunkScan;
+  /** The file's length once a read found its end, else null. */
+  end: number | null;
   seq: number;
-  bytesRead: number;
-  /** Length of the next chunk, when it is cut but found no room in the ring yet. */
-  cut: number;
 }
 
 const jobs = new Map<number, JobState>();
@@ -95,7 +103,6 @@ const ring = new ByteRing(init.ring.byteLength, init.ring);
 const sealed = new Map<number, RingBlock>();
 /** The ring had no room for the next chunk: reading waits for answers. */
 let ringFull = false;
-let buf: Buffer | null = null;
 let scheduled = false;
 
 // ---------------------------------------------------------------- outbox
@@ -228,7 +235,7 @@ function pump(): void {
   scheduled = false;
   let bytes = 0;
   let files = 0;
-  while (!ringFull && ring.used < PENDING_BYTES && bytes < SLICE_BYTES && files < SLICE_FILES) {
+  while (!ringFull && pendingBytes() < PENDING_BYTES && bytes < SLICE_BYTES && files < SLICE_FILES) {
     if (!current) {
       const next = queue.shift();
       if (!next) break;
@@ -241,7 +248,12 @@ function pump(): void {
     bytes += step(current);
   }
   flush();
-  if (!ringFull && ring.used < PENDING_BYTES && (current || queue.length > 0)) schedule();
+  if (!ringFull && pendingBytes() < PENDING_BYTES && (current || queue.length > 0)) schedule();
+}
+
+/** Ring bytes of chunks cut and not freed (the chunk being read is not one of them). */
+function pendingBytes(): number {
+  return ring.used - (current?.block?.bytes.length ?? 0);
 }
 
 function openFile(job: number, st: JobState, path: Buffer): Current | null {
@@ -254,7 +266,7 @@ function openFile(job: number, st: JobState, path: Buffer): Current | null {
       err.code = 'EISDIR';
       throw err;
     }
-    return { job, st, path, fd, before, start: 0, end: 0, eof: false, seq: 0, bytesRead: 0, cut: 0 };
+    return { job, st, path, fd, before, pos: 0, block: null, filled: 0, scan: new ChunkScan(), end: null, seq: 0 };
   } catch (err) {
     if (fd >= 0) closeSync(fd);
     fail(job, st, err);
@@ -266,49 +278,40 @@ function openFile(job: number, st: JobState, path: Buffer): Current | null {
 
 /** Cuts one chunk of the current file (or finishes it); returns the bytes read. */
 function step(c: Current): number {
-  const { maxSize } = chunker.params;
   let read = 0;
   try {
     if (c.st.cancelled) {
       finishFile(c, false);
       return 0;
     }
-    buf ??= Buffer.allocUnsafe(maxSize + READ_SIZE);
-    while (!c.eof && c.end - c.start < maxSize) {
-      if (c.end === buf.length) {
-        buf.copy(buf, 0, c.start, c.end);
-        c.end -= c.start;
-        c.start = 0;
+    for (;;) {
+      const final = c.end !== null && c.pos + c.filled === c.end;
+      if (c.block) {
+        const n = chunker.scan(c.block.bytes, 0, c.filled, final, c.scan);
+        if (n > 0) {
+          cutChunk(c, c.block, n);
+          return read;
+        }
       }
-      const want = Math.min(READ_SIZE, buf.length - c.end);
-      const n = readSync(c.fd, buf, c.end, want, null);
-      c.end += n;
-      c.bytesRead += n;
+      if (final) {
+        finishFile(c, true);
+        return read;
+      }
+      const want = pieceLength(c);
+      const block = c.block ? ring.resize(c.block, c.filled + want + SEAL_OVERHEAD, c.filled) : ring.alloc(want + SEAL_OVERHEAD);
+      if (!block) {
+        ringFull = true; // until answers free ring space; the bytes read so far stay in the block
+        return read;
+      }
+      c.block = block;
+      const at = c.pos + c.filled;
+      const n = readSync(c.fd, block.bytes, c.filled, want, at);
+      c.filled += n;
       read += n;
-      // A short read of a regular file is its end; when the size matches too, the
-      // extra read that would return 0 is skipped (growth shows in the fstat after).
-      if (n === 0 || (n < want && BigInt(c.bytesRead) === c.before.size)) c.eof = true;
+      // A short read of a regular file is its end; when the size matches too, the extra
+      // read that would return 0 is skipped (growth shows in the fstat after).
+      if (c.end === null ? n === 0 || (n < want && BigInt(at + n) === c.before.size) : n < want) c.end = at + n;
     }
-    if (c.end === c.start) {
-      finishFile(c, true);
-      return read;
-    }
-    const n = c.cut || chunker.cut(buf, c.start, c.end);
-    const block = ring.alloc(n + SEAL_OVERHEAD);
-    if (!block) {
-      // Wait for answers to free ring space; the cut stays valid (the bytes stay in buf).
-      c.cut = n;
-      ringFull = true;
-      return read;
-    }
-    c.cut = 0;
-    buf.copy(block.bytes, 0, c.start, c.start + n);
-    c.start += n;
-    c.st.pending.set(c.seq, block);
-    items.push(['c', c.job, c.seq, blobId(idKey, block.bytes.subarray(0, n)), n]);
-    c.seq++;
-    if (c.eof && c.end === c.start) finishFile(c, true);
-    return read;
   } catch (err) {
     fail(c.job, c.st, err);
     finishFile(c, false);
@@ -316,9 +319,38 @@ function step(c: Current): number {
   }
 }
 
+/**
+ * Bytes to read next into the current chunk: a piece, no further than a largest chunk
+ * needs, no further than the end when it is known, and one byte past the size fstat gave
+ * (a short read then tells the end without one more read).
+ */
+function pieceLength(c: Current): number {
+  let want = Math.min(READ_PIECE, chunker.params.maxSize - c.filled);
+  const at = c.pos + c.filled;
+  if (c.end !== null) return Math.min(want, c.end - at);
+  const left = Number(c.before.size) - at;
+  if (left >= 0) want = Math.min(want, left + 1);
+  return want;
+}
+
+/** The current chunk is the first `n` bytes of `block`: it keeps room for its sealed form only and awaits its answer. */
+function cutChunk(c: Current, block: RingBlock, n: number): void {
+  ring.resize(block, n + SEAL_OVERHEAD, n); // shrinks in place
+  c.block = null;
+  c.pos += n;
+  c.filled = 0;
+  c.st.pending.set(c.seq, block);
+  items.push(['c', c.job, c.seq, blobId(idKey, block.bytes.subarray(0, n)), n]);
+  c.seq++;
+  if (c.pos === c.end) finishFile(c, true);
+}
+
 function finishFile(c: Current, ok: boolean): void {
   current = null;
   c.st.reading = false;
+  if (c.block) release(c.block);
+  c.block = null;
+  const bytesRead = c.end ?? c.pos + c.filled;
   let after: BigIntStats | null = null;
   let changed = false;
   try {
@@ -328,7 +360,7 @@ function finishFile(c: Current, ok: boolean): void {
         st.size !== c.before.size ||
         st.mtimeNs !== c.before.mtimeNs ||
         st.ctimeNs !== c.before.ctimeNs ||
-        BigInt(c.bytesRead) !== c.before.size;
+        BigInt(bytesRead) !== c.before.size;
     }
   } catch (err) {
     fail(c.job, c.st, err);
@@ -351,7 +383,7 @@ function finishFile(c: Current, ok: boolean): void {
   items.push([
     'd',
     c.job,
-    c.bytesRead,
+    bytesRead,
     changed,
     after
       ? [after.isFile() ? 1n : 0n, after.size, after.mtimeNs, after.ctimeNs, after.ino, after.dev]
@@ -364,15 +396,15 @@ function finishFile(c: Current, ok: boolean): void {
 
 let hashBuf: Buffer | null = null;
 
-/** Answers a 'hash' request: the SHA-256 of the file's bytes (read in 1 MiB pieces). */
+/** Answers a 'hash' request: the SHA-256 of the file's bytes (read in pieces). */
 function hashFile(id: number, path: string): void {
   let fd = -1;
   try {
     fd = openSync(path, 'r');
     const h = createHash('sha256');
-    hashBuf ??= Buffer.allocUnsafe(READ_SIZE);
+    hashBuf ??= Buffer.allocUnsafe(READ_PIECE);
     for (let pos = 0; ; ) {
-      const n = readSync(fd, hashBuf, 0, READ_SIZE, pos);
+      const n = readSync(fd, hashBuf, 0, READ_PIECE, pos);
       if (n === 0) break;
       h.update(hashBuf.subarray(0, n));
       pos += n;
