@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { Chunker, ChunkScan, DEFAULT_CHUNKER, gearTable } from '../src/repo/chunker.js';
+import { Chunker, DEFAULT_CHUNKER, gearTable } from '../src/repo/chunker.js';
 
 /** Deterministic pseudo-random bytes. */
 function prng(n: number, seed: number): Buffer {
@@ -83,24 +83,25 @@ describe('Chunker', () => {
     const whole = chunker.chunkAll(input);
     for (const piece of [1, 4096, 100_000, 256 * 1024, 3 * 1024 * 1024]) {
       const lens: number[] = [];
-      const state = new ChunkScan();
       let start = 0;
       let end = 0;
+      let seen = 0;
       while (start < input.length) {
-        const n = chunker.scan(input, start, end, end === input.length, state);
+        const n = chunker.scan(input, start, end, end === input.length, seen);
         if (n > 0) {
           lens.push(n);
           start += n;
-          end = Math.max(end, start); // bytes past the cut stay offered: the scan must not have kept any state
+          end = Math.max(end, start); // the bytes read past the cut begin the next chunk
+          seen = 0;
         } else {
+          seen = end - start;
           end = Math.min(input.length, end + piece);
         }
       }
       assert.deepEqual(lens, whole, `pieces of ${piece}`);
     }
-    const state = new ChunkScan();
-    assert.equal(chunker.scan(input, 0, DEFAULT_CHUNKER.minSize, false, state), 0, 'not the end of the file: more is needed');
-    assert.equal(chunker.scan(input, 0, 100, true, state), 100, 'at the end of the file, what is left is one chunk');
+    assert.equal(chunker.scan(input, 0, DEFAULT_CHUNKER.minSize, false), 0, 'not the end of the file: more is needed');
+    assert.equal(chunker.scan(input, 0, 100, true), 100, 'at the end of the file, what is left is one chunk');
   });
 
   it('measures throughput (reported, not asserted)', () => {

@@ -33,7 +33,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Chunker, ChunkScan, type ChunkerParams } from './chunker.js';
+import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
 import { ByteRing, type RingBlock } from './byte-ring.js';
 import { blobId, SEAL_OVERHEAD, sealInto } from './crypto.js';
@@ -89,7 +89,8 @@ interface Current {
   /** Its ring block, holding its bytes read so far at [0, filled); null before the first read. */
   block: RingBlock | null;
   filled: number;
-  scan: ChunkScan;
+  /** Of those, the bytes the chunker looked at without finding the cut. */
+  seen: number;
   /** The file's length once a read found its end, else null. */
   end: number | null;
   seq: number;
@@ -266,7 +267,7 @@ function openFile(job: number, st: JobState, path: Buffer): Current | null {
       err.code = 'EISDIR';
       throw err;
     }
-    return { job, st, path, fd, before, pos: 0, block: null, filled: 0, scan: new ChunkScan(), end: null, seq: 0 };
+    return { job, st, path, fd, before, pos: 0, block: null, filled: 0, seen: 0, end: null, seq: 0 };
   } catch (err) {
     if (fd >= 0) closeSync(fd);
     fail(job, st, err);
@@ -287,11 +288,12 @@ function step(c: Current): number {
     for (;;) {
       const final = c.end !== null && c.pos + c.filled === c.end;
       if (c.block) {
-        const n = chunker.scan(c.block.bytes, 0, c.filled, final, c.scan);
+        const n = chunker.scan(c.block.bytes, 0, c.filled, final, c.seen);
         if (n > 0) {
           cutChunk(c, c.block, n);
           return read;
         }
+        c.seen = c.filled;
       }
       if (final) {
         finishFile(c, true);
@@ -339,6 +341,7 @@ function cutChunk(c: Current, block: RingBlock, n: number): void {
   c.block = null;
   c.pos += n;
   c.filled = 0;
+  c.seen = 0;
   c.st.pending.set(c.seq, block);
   items.push(['c', c.job, c.seq, blobId(idKey, block.bytes.subarray(0, n)), n]);
   c.seq++;

@@ -35,22 +35,7 @@ function topMask(bits: number): number {
   return (~0 << (32 - bits)) | 0;
 }
 
-/** Where Chunker.scan's search for the end of one chunk stands. */
-export class ChunkScan {
-  /** Bytes of the chunk hashed so far (hashing starts at minSize). */
-  at = 0;
-  /** The gear hash after them. */
-  h = 0;
-
-  /** Starts over for the next chunk; returns `cut`. */
-  reset(cut: number): number {
-    this.at = 0;
-    this.h = 0;
-    return cut;
-  }
-}
-
-/** A chunker bound to one gear table; its scans keep their state in a ChunkScan, so one instance serves every file. */
+/** A chunker bound to one gear table; stateless between calls, so one instance serves every file. */
 export class Chunker {
   readonly params: ChunkerParams;
   private readonly gear: Int32Array;
@@ -72,43 +57,43 @@ export class Chunker {
 
   /**
    * Length of the chunk that starts at `buf[start]`, of which `buf[start, end)` holds the
-   * first bytes; 0 when more bytes are needed to tell (then `state` keeps where the search
-   * stands, so each byte is hashed once however the chunk's bytes arrive). `final`: no
-   * bytes follow `end` (end of the file). The same cuts for any split of the input.
+   * first bytes; 0 when more bytes are needed to tell. `final`: no bytes follow `end` (end
+   * of the file). `seen`: bytes of this chunk an earlier call looked at (its end − start
+   * when it gave 0), so each byte is hashed once however the chunk's bytes arrive. The
+   * same cuts for any split of the input.
    */
-  scan(buf: Uint8Array, start: number, end: number, final: boolean, state: ChunkScan): number {
+  scan(buf: Uint8Array, start: number, end: number, final: boolean, seen = 0): number {
     const have = end - start;
     const { minSize, maxSize } = this.params;
-    if (have <= minSize) return final ? state.reset(have) : 0;
+    if (have <= minSize) return final ? have : 0;
     const n = have < maxSize ? have : maxSize;
     const G = this.gear;
     const maskS = this.maskS;
     const maskL = this.maskL;
-    let h = state.h;
-    let i = start + (state.at > minSize ? state.at : minSize);
+    let h = 0;
+    let i = start + minSize;
+    // h depends on the last 32 bytes only: rebuilt from them, not kept between calls.
+    const from = start + seen;
+    for (i = from - 32 > i ? from - 32 : i; i < from; i++) h = ((h << 1) + G[buf[i]!]!) | 0;
     const normEnd = start + (n < this.avg ? n : this.avg);
     const hardEnd = start + n;
     for (; i < normEnd; i++) {
       h = ((h << 1) + G[buf[i]!]!) | 0;
-      if ((h & maskS) === 0) return state.reset(i - start + 1);
+      if ((h & maskS) === 0) return i - start + 1;
     }
     for (; i < hardEnd; i++) {
       h = ((h << 1) + G[buf[i]!]!) | 0;
-      if ((h & maskL) === 0) return state.reset(i - start + 1);
+      if ((h & maskL) === 0) return i - start + 1;
     }
-    if (n === maxSize || final) return state.reset(n);
-    state.at = n;
-    state.h = h;
-    return 0;
+    return n === maxSize || final ? n : 0;
   }
 
   /** All chunk lengths of a complete buffer (tests and tools). */
   chunkAll(buf: Uint8Array): number[] {
     const out: number[] = [];
-    const state = new ChunkScan();
     let pos = 0;
     while (pos < buf.length) {
-      const n = this.scan(buf, pos, buf.length, true, state);
+      const n = this.scan(buf, pos, buf.length, true);
       out.push(n);
       pos += n;
     }
