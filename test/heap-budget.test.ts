@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { runAsCommand, tempDir } from './helpers/cli.js';
 
 const MODULE = new URL('../src/node/heap-budget.js', import.meta.url).href;
 
@@ -48,5 +51,27 @@ describe('limitHeapGrowth', () => {
     assert.ok(flags.includes('--max-semi-space-size=4'), `launcher flags: ${flags.join(' ')}`);
     const limited = youngGenerationMiB(true, 200, flags);
     assert.ok(limited <= 8, `with the limit and a worker started half-way: ${limited} MiB`);
+  });
+});
+
+describe('the launcher (bin/nightjar.js)', () => {
+  it('starts node with two malloc arenas unless told otherwise, and leaves children the environment it was given', async () => {
+    const { dir, cleanup } = await tempDir('nightjar-launcher-');
+    try {
+      // What glibc saw at the start (the process's initial environment), and what children would get.
+      const probe = join(dir, 'arena-probe.cjs');
+      await writeFile(
+        probe,
+        `const start = require('node:fs').readFileSync('/proc/self/environ', 'latin1').split('\\0').find((v) => v.startsWith('MALLOC_ARENA_MAX=')) ?? null;
+        process.on('exit', () => process.stderr.write('probe ' + JSON.stringify([start, process.env.MALLOC_ARENA_MAX ?? null, process.env.NIGHTJAR_MALLOC_ARENA_MAX ?? null]) + '\\n'));\n`,
+      );
+      const set = await runAsCommand(['--version'], { MALLOC_ARENA_MAX: undefined, NODE_OPTIONS: `--require=${probe}` });
+      assert.equal(set.code, 0, set.stderr);
+      assert.match(set.stderr, /probe \["MALLOC_ARENA_MAX=2",null,null\]/);
+      const own = await runAsCommand(['--version'], { MALLOC_ARENA_MAX: '8', NODE_OPTIONS: `--require=${probe}` });
+      assert.match(own.stderr, /probe \["MALLOC_ARENA_MAX=8","8",null\]/, 'a value of the user is kept');
+    } finally {
+      await cleanup();
+    }
   });
 });

@@ -117,7 +117,10 @@ export interface BackupRunOptions {
    * finished directory saved, so a restarted run skips that work.
    */
   readonly onCheckpoint?: (stats: RunStats, info?: { parked: boolean }) => Promise<void> | void;
-  /** Files saved at once (default 256: small files travel to the workers in batches, so many must be in flight). */
+  /**
+   * Files saved at once (default 128: small files travel to the workers in batches, so many
+   * must be in flight; each holds its walk entry, job and handlers on the main thread).
+   */
   readonly fileConcurrency?: number;
   /** Directories never descended into (the repository's own directory, …). */
   readonly skipDirs?: readonly string[];
@@ -463,7 +466,7 @@ class BackupRun {
       skipDirs: [],
       ...(o.repo.listDir ? { lister: (p: Buffer) => o.repo.listDir!(p) } : {}),
     });
-    this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 256));
+    this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 128));
     const cache = o.fileCache;
     this.rows = new RowLoader(
       cache ? (dirs) => cache.loadDirRecords(o.repo.id, o.job.name, dirs) : null,
