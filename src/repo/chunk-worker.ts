@@ -26,9 +26,10 @@
  * the main thread), which grows until the cut is found and then keeps room for the sealed
  * form; a wanted chunk is compressed and sealed in place and the main thread copies it
  * into a pack from there, then frees the block. So the thread's memory is the ring,
- * whatever the file sizes, and nothing is copied but the blob into its pack. Backpressure: reading stops while the ring
- * holds PENDING_BYTES (chunks awaiting an answer, sealed blobs awaiting the main thread,
- * which stops answering while its gate is closed or its packs are uploading).
+ * whatever the file sizes, and nothing is copied but the blob into its pack.
+ * Backpressure: reading stops while the ring holds PENDING_BYTES (chunks awaiting an
+ * answer, sealed blobs awaiting the main thread, which stops answering while its gate is
+ * closed or its packs are uploading).
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
