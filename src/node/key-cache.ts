@@ -12,7 +12,7 @@ import type { KeyCache, SnapshotCache } from '../repo/repository.js';
  * another repository never uses it; the repository checks the keys against its config.
  */
 export function fileKeyCache(passphraseFile: string, passphrase: string, location: string): KeyCache {
-  const file = `${passphraseFile}.keys-${createHash('sha256').update(location).digest('hex').slice(0, 16)}`;
+  const file = besidePassphrase(passphraseFile, 'keys', location);
   const check = createHash('sha256').update(passphrase).update('\0').update(location).digest('hex');
   return {
     async load(): Promise<MasterKeys | null> {
@@ -41,7 +41,7 @@ export function fileKeyCache(passphraseFile: string, passphrase: string, locatio
  * repository opens each entry as if it came from the store.
  */
 export function fileSnapshotCache(passphraseFile: string, location: string): SnapshotCache {
-  const file = `${passphraseFile}.snapshots-${createHash('sha256').update(location).digest('hex').slice(0, 16)}`;
+  const file = besidePassphrase(passphraseFile, 'snapshots', location);
   return {
     async load(): Promise<Map<string, Buffer>> {
       const doc = JSON.parse(await readFile(file, 'utf8')) as { v?: number; snapshots?: Record<string, string> };
@@ -56,6 +56,19 @@ export function fileSnapshotCache(passphraseFile: string, location: string): Sna
       await writeWhole(file, JSON.stringify({ v: 1, snapshots }));
     },
   };
+}
+
+/**
+ * The caches a node keeps for a target's repository (RepoOptions keyCache and
+ * snapshotCache), in one place for every command that opens one.
+ */
+export function targetCaches(passphraseFile: string, passphrase: string, location: string): { keyCache: KeyCache; snapshotCache: SnapshotCache } {
+  return { keyCache: fileKeyCache(passphraseFile, passphrase, location), snapshotCache: fileSnapshotCache(passphraseFile, location) };
+}
+
+/** `<passphrase file>.<kind>-<hash of the location>`: one file per target and kind. */
+function besidePassphrase(passphraseFile: string, kind: string, location: string): string {
+  return `${passphraseFile}.${kind}-${createHash('sha256').update(location).digest('hex').slice(0, 16)}`;
 }
 
 /** Writes `file` whole or not at all (a temporary file renamed over it; mode 0600). */

@@ -3,7 +3,7 @@ import type { Repository } from '../repo/repository.js';
 import type { Snapshot } from '../repo/types.js';
 import { StoreError, type Store, type WriteOptions } from '../store/store.js';
 import type { RunBandwidth } from './bandwidth.js';
-import { fileKeyCache, fileSnapshotCache } from './key-cache.js';
+import { targetCaches } from './key-cache.js';
 import type { Clock } from './clock.js';
 import { CliExit, EXIT } from './cli-env.js';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -94,8 +94,7 @@ export async function openTarget(
     const opened = await Repository.openOrInit(store, passphrase, {
       clock: opts.clock,
       workers: opts.workers ?? 0,
-      keyCache: fileKeyCache(target.passphraseFile, passphrase, store.location),
-      snapshotCache: fileSnapshotCache(target.passphraseFile, store.location),
+      ...targetCaches(target.passphraseFile, passphrase, store.location),
       ...(opts.startWorkers ? { startWorkers: true } : {}),
       ...(opts.sharedLock ? { sharedLock: true } : {}),
     });

@@ -20,7 +20,7 @@ import {
 import type { Clock } from './clock.js';
 import type { JobConfig, NodeConfig } from './config/types.js';
 import { formatBytes, formatDuration } from './config/units.js';
-import { fileKeyCache, fileSnapshotCache } from './key-cache.js';
+import { targetCaches } from './key-cache.js';
 import type { NodeDirLayout } from './node-dir.js';
 import { openTargetStore, readPassphrase } from './open-target.js';
 
@@ -109,8 +109,7 @@ export function createSnapshotBrowser(opts: { config: () => NodeConfig; clock: C
         repo = await Repository.open(store, passphrase, {
           clock: opts.clock,
           workers: 0,
-          keyCache: fileKeyCache(target.passphraseFile, passphrase, store.location),
-          snapshotCache: fileSnapshotCache(target.passphraseFile, store.location),
+          ...targetCaches(target.passphraseFile, passphrase, store.location),
         });
       } catch (err) {
         if (err instanceof RepoNotFoundError) throw new WebPortError(404, `target ${alias} has no repository yet`);
