@@ -7,6 +7,7 @@ import { keyName, type CachedDirInfo, type CachedDirRecord, type CachedFile } fr
 import type {
   EntryStat,
   EntryType,
+  FileIdentity,
   FileStatAfter,
   RawListing,
   SaveFileOptions,
@@ -1114,7 +1115,7 @@ class BackupRun {
         res = await o.repo.saveFile(abs, {
           ...(o.signal ? { signal: o.signal } : {}),
           ...(o.gate ? { gate: () => this.awaitGate('chunk') } : {}),
-          size: Number(st.size),
+          expect: st,
           onChunk: (n) => {
             live += n;
             this.stats.bytesRead += n;
@@ -1243,9 +1244,6 @@ function sameFile(c: CachedFile, st: EntryStat): boolean {
     BigInt(c.size) === st.size && c.mtimeNs === st.mtimeNs && c.ctimeNs === st.ctimeNs && c.inode === st.ino && c.dev === st.dev
   );
 }
-
-/** What identifies a file's version: the fields the cache compares. */
-type FileIdentity = Pick<EntryStat, 'size' | 'mtimeNs' | 'ctimeNs' | 'ino' | 'dev'>;
 
 function statAfter(st: BigIntStats): FileStatAfter {
   return { isFile: st.isFile(), size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, dev: st.dev };

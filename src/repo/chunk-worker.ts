@@ -5,7 +5,9 @@
  * compresses and encrypts them. Messages are batched both ways, so a small file costs a
  * share of one message, not a round trip per file and per chunk:
  *
- *   main → worker: {t:'files', ids, lens, paths}          read these, in order (job ids; paths back to back)
+ *   main → worker: {t:'files', ids, lens, paths, expect}  read these, in order (job ids; paths back to back;
+ *                                                         expect: 5 per file, the walk's size, mtimeNs,
+ *                                                         ctimeNs, ino, dev, or size -1 when unknown)
  *                  {t:'need', a: Float64Array}           triples job, seq, need (1/0)
  *                  {t:'free', a: Float64Array}           ring offsets of sealed blobs the main thread is done with
  *                  {t:'hash', id, path}                  SHA-256 of a file (a data pack) → {t:'hashed', id, hex} or {t:'hashed', id, error}
@@ -16,11 +18,19 @@
  *                  {t:'out', items: Item[]}
  *     ['c', job, seq, id, raw]                    a chunk was cut and hashed
  *     ['b', job, seq, offset, length, raw, compressed]  a wanted chunk is sealed: ring[offset, +length), until freed
- *     ['d', job, bytesRead, changed, after]       the file was read to its end (blobs may follow)
+ *     ['d', job, bytesRead, changed, after]       the file was read to its end (blobs may follow); changed:
+ *                                                 what was read differs from `expect` (or the fstat at open)
  *     ['e', job, code, message, errno, syscall]   the file failed (nothing more follows for it)
  *
- * `after` is the lstat of the path once the file is closed (FileStatAfter), or null when
- * the path is gone.
+ * `after` is the lstat of the path once the file is read (FileStatAfter), or null when the
+ * path is gone.
+ *
+ * A file whose walk lstat came along costs open, read, lstat and close: the lstat after the
+ * read says whether the file changed since the walk when the path still names the inode
+ * read (one fstat more when it does not). Without it, an fstat at open gives the size and
+ * times. Opened without following a symlink and without blocking on a FIFO, since the path
+ * may have been replaced since the walk; a file read past its expected size is fstat'ed
+ * (a device there would never end), as is one whose read failed.
  *
  * Each chunk is read straight into a block of the thread's ByteRing (memory shared with
  * the main thread), which grows until the cut is found and then keeps room for the sealed
@@ -32,7 +42,7 @@
  * closed or its packs are uploading).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
@@ -84,7 +94,14 @@ interface Current {
   st: JobState;
   path: Buffer;
   fd: number;
-  before: BigIntStats;
+  /** The file as expected (the walk's lstat, or the fstat at open). */
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
+  /** An fstat said it is a regular file. */
+  regular: boolean;
   /** File offset of the chunk being cut. */
   pos: number;
   /** Its ring block, holding its bytes read so far at [0, filled); null before the first read. */
@@ -98,7 +115,9 @@ interface Current {
 }
 
 const jobs = new Map<number, JobState>();
-const queue: { job: number; path: Buffer }[] = [];
+/** Files to read; `expect` holds 5 values per file from `at` (see the header). */
+const queue: { job: number; path: Buffer; expect: BigInt64Array; at: number }[] = [];
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
 let current: Current | null = null;
 const ring = new ByteRing(init.ring.byteLength, init.ring);
 /** Sealed blobs the main thread has not freed yet, by ring offset. */
@@ -132,6 +151,7 @@ interface InMessage {
   ids?: Float64Array;
   lens?: Uint32Array;
   paths?: Uint8Array;
+  expect?: BigInt64Array;
   a?: Float64Array;
 }
 
@@ -142,7 +162,7 @@ port.on('message', (m: InMessage) => {
     for (let i = 0; i < m.ids!.length; i++) {
       const job = m.ids![i]!;
       jobs.set(job, { cancelled: false, reading: true, pending: new Map() });
-      queue.push({ job, path: all.subarray(pos, (pos += m.lens![i]!)) });
+      queue.push({ job, path: all.subarray(pos, (pos += m.lens![i]!)), expect: m.expect!, at: i * 5 });
     }
   } else if (m.t === 'hash') {
     hashFile(m.id!, m.path as string);
@@ -244,7 +264,7 @@ function pump(): void {
       const st = jobs.get(next.job);
       if (!st || st.cancelled) continue;
       files++;
-      current = openFile(next.job, st, next.path);
+      current = openFile(next.job, st, next.path, next.expect, next.at);
       if (!current) continue;
     }
     bytes += step(current);
@@ -258,17 +278,29 @@ function pendingBytes(): number {
   return ring.used - (current?.block?.bytes.length ?? 0);
 }
 
-function openFile(job: number, st: JobState, path: Buffer): Current | null {
+function openFile(job: number, st: JobState, path: Buffer, expect: BigInt64Array, at: number): Current | null {
   let fd = -1;
   try {
-    fd = openSync(path, 'r');
-    const before = fstatSync(fd, { bigint: true });
-    if (!before.isFile()) {
-      const err: NodeJS.ErrnoException = new Error(`not a regular file: ${path.toString()}`);
-      err.code = 'EISDIR';
-      throw err;
+    fd = openSync(path, OPEN_FLAGS);
+    const c: Current = {
+      job, st, path, fd,
+      size: expect[at]!,
+      mtimeNs: expect[at + 1]!,
+      ctimeNs: expect[at + 2]!,
+      ino: BigInt.asUintN(64, expect[at + 3]!),
+      dev: BigInt.asUintN(64, expect[at + 4]!),
+      regular: false,
+      pos: 0, block: null, filled: 0, seen: 0, end: null, seq: 0,
+    };
+    if (c.size < 0n) {
+      const before = regularStat(c);
+      c.size = before.size;
+      c.mtimeNs = before.mtimeNs;
+      c.ctimeNs = before.ctimeNs;
+      c.ino = before.ino;
+      c.dev = before.dev;
     }
-    return { job, st, path, fd, before, pos: 0, block: null, filled: 0, seen: 0, end: null, seq: 0 };
+    return c;
   } catch (err) {
     if (fd >= 0) closeSync(fd);
     fail(job, st, err);
@@ -276,6 +308,18 @@ function openFile(job: number, st: JobState, path: Buffer): Current | null {
     jobs.delete(job);
     return null;
   }
+}
+
+/** fstat of the file being read; throws (EISDIR) unless it is a regular file. */
+function regularStat(c: Current): BigIntStats {
+  const st = fstatSync(c.fd, { bigint: true });
+  if (!st.isFile()) {
+    const err: NodeJS.ErrnoException = new Error(`not a regular file: ${c.path.toString()}`);
+    err.code = 'EISDIR';
+    throw err;
+  }
+  c.regular = true;
+  return st;
 }
 
 /** Cuts one chunk of the current file (or finishes it); returns the bytes read. */
@@ -312,10 +356,18 @@ function step(c: Current): number {
       c.filled += n;
       read += n;
       // A short read of a regular file is its end; when the size matches too, the extra
-      // read that would return 0 is skipped (growth shows in the fstat after).
-      if (c.end === null ? n === 0 || (n < want && BigInt(at + n) === c.before.size) : n < want) c.end = at + n;
+      // read that would return 0 is skipped (growth shows in the lstat after).
+      if (c.end === null ? n === 0 || (n < want && BigInt(at + n) === c.size) : n < want) c.end = at + n;
+      if (!c.regular && BigInt(at + n) > c.size) regularStat(c);
     }
   } catch (err) {
+    if (!c.regular) {
+      try {
+        regularStat(c);
+      } catch (notRegular) {
+        err = notRegular;
+      }
+    }
     fail(c.job, c.st, err);
     finishFile(c, false);
     return read;
@@ -331,7 +383,7 @@ function pieceLength(c: Current): number {
   let want = Math.min(READ_PIECE, chunker.params.maxSize - c.filled);
   const at = c.pos + c.filled;
   if (c.end !== null) return Math.min(want, c.end - at);
-  const left = Number(c.before.size) - at;
+  const left = Number(c.size) - at;
   if (left >= 0) want = Math.min(want, left + 1);
   return want;
 }
@@ -359,12 +411,14 @@ function finishFile(c: Current, ok: boolean): void {
   let changed = false;
   try {
     if (ok) {
-      const st = fstatSync(c.fd, { bigint: true });
-      changed =
-        st.size !== c.before.size ||
-        st.mtimeNs !== c.before.mtimeNs ||
-        st.ctimeNs !== c.before.ctimeNs ||
-        BigInt(bytesRead) !== c.before.size;
+      try {
+        after = lstatSync(c.path, { bigint: true, throwIfNoEntry: false }) ?? null;
+      } catch {
+        after = null;
+      }
+      // The path's lstat is the file read's while it names the same inode.
+      const st = after && after.ino === c.ino && after.dev === c.dev && after.isFile() ? after : regularStat(c);
+      changed = st.size !== c.size || st.mtimeNs !== c.mtimeNs || st.ctimeNs !== c.ctimeNs || BigInt(bytesRead) !== c.size;
     }
   } catch (err) {
     fail(c.job, c.st, err);
@@ -378,11 +432,6 @@ function finishFile(c: Current, ok: boolean): void {
   if (!ok || c.st.cancelled) {
     if (c.st.pending.size === 0) jobs.delete(c.job);
     return;
-  }
-  try {
-    after = lstatSync(c.path, { bigint: true, throwIfNoEntry: false }) ?? null;
-  } catch {
-    after = null;
   }
   items.push([
     'd',

@@ -403,7 +403,7 @@ export class Repository {
           },
         },
         opts.signal,
-        opts.size ?? 0,
+        opts.expect ?? null,
       );
       return { content, size, bytesRead: r.bytesRead, bytesNew, bytesWritten, changedWhileRead: r.changed, statAfter: r.after };
     } finally {

@@ -94,8 +94,8 @@ export interface SaveFileResult {
   /** Bytes added to packs for this file (after compression and encryption). */
   bytesWritten: number;
   /**
-   * True when the file's size or mtime/ctime changed between the start and the end
-   * of the read (fstat before and after on the same descriptor).
+   * True when the file read differs in size, mtime or ctime from `expect` (from the fstat
+   * at open when no `expect` was given), or its length from that size.
    */
   changedWhileRead?: boolean;
   /**
@@ -104,6 +104,9 @@ export interface SaveFileResult {
    */
   statAfter?: FileStatAfter | null;
 }
+
+/** What identifies a file's content version to a backup (the file cache keys on it). */
+export type FileIdentity = Pick<EntryStat, 'size' | 'mtimeNs' | 'ctimeNs' | 'ino' | 'dev'>;
 
 /**
  * The lstat fields a backup uses (fs.BigIntStats has them all; a worker's listing gives
@@ -167,8 +170,11 @@ export interface SaveFileOptions {
   gate?: () => Promise<void>;
   /** Called with the raw bytes of each chunk as it is stored. */
   onChunk?: (rawBytes: number) => void;
-  /** The file's expected size (from the walk's lstat): lets the worker pool batch small files and balance threads. */
-  size?: number;
+  /**
+   * The walk's lstat of the file: the worker reads against it instead of an fstat at open,
+   * and the pool batches small files and balances threads by its size.
+   */
+  expect?: FileIdentity;
 }
 
 /** One problem found by check. */

@@ -4,7 +4,7 @@ import type { ChunkerParams } from './chunker.js';
 import type { ContentCompression } from './compress.js';
 import { SEAL_OVERHEAD } from './crypto.js';
 import { RepoError } from './errors.js';
-import type { EntryStat, FileStatAfter, RawDirEntry, RawListing } from './types.js';
+import type { EntryStat, FileIdentity, FileStatAfter, RawDirEntry, RawListing } from './types.js';
 
 /** Callbacks of one file job; called one at a time, in message order. */
 export interface FileJobHandlers {
@@ -27,8 +27,11 @@ export interface FileJobResult {
 interface Job {
   id: number;
   path: Buffer;
-  /** Expected size (from the walk), for balancing the threads. */
+  /** The walk's lstat of the file (null: not known), and its size, for balancing the threads. */
+  expect: FileIdentity | null;
   size: number;
+  /** Of that, the bytes not read yet (counted in its thread's `bytes`). */
+  unread: number;
   handlers: FileJobHandlers;
   resolve: (r: FileJobResult) => void;
   reject: (e: unknown) => void;
@@ -37,6 +40,8 @@ interface Job {
   finished: boolean;
   /** Wanted blobs not received yet. */
   awaited: number;
+  /** The thread said it read the whole file (or failed): it no longer counts as work ahead of the thread. */
+  read: boolean;
   result: FileJobResult | null;
   /** The jobs of this job's abort signal (it leaves the set when it ends). */
   signalJobs?: Set<Job>;
@@ -45,7 +50,14 @@ interface Job {
 interface PoolWorker {
   worker: Worker;
   jobs: Set<Job>;
-  /** Expected bytes of the jobs handed to this thread and not finished. */
+  /**
+   * Jobs handed to this thread that it has not finished reading, and their expected bytes:
+   * the work queued ahead of it. A job read stays in `jobs` until its last blob is stored,
+   * but no longer counts here: the thread gets more files while the main thread stores the
+   * blobs it sent (counting them kept one thread idle ~15% of a first backup). A large
+   * file's bytes leave `bytes` chunk by chunk, so small files join it before its end.
+   */
+  reading: number;
   bytes: number;
   /** The thread's ring (chunk-worker.ts): where its sealed blobs are read. */
   ring: Buffer;
@@ -120,23 +132,28 @@ export class WorkerPool {
   }
 
   /**
-   * Reads, chunks and seals the file at `path` (`size`: its expected size, a hint).
+   * Reads, chunks and seals the file at `path` (`expect`: the walk's lstat of it, which
+   * saves the thread an fstat; `changed` then says the file read differs from it).
    * Rejects with the fs error (code ENOENT, EACCES, …) when it cannot be read, with a
    * handler's error, or with `signal`'s reason.
    */
-  run(path: Buffer, handlers: FileJobHandlers, signal?: AbortSignal, size = 0): Promise<FileJobResult> {
+  run(path: Buffer, handlers: FileJobHandlers, signal?: AbortSignal, expect: FileIdentity | null = null): Promise<FileJobResult> {
+    const size = expect ? Number(expect.size) : 0;
     if (this.closed) return Promise.reject(new RepoError('worker pool is closed', 'NJ_REPO_CLOSED'));
     return new Promise<FileJobResult>((resolve, reject) => {
       const job: Job = {
         id: this.nextJob++,
         path,
+        expect,
         size,
+        unread: size,
         handlers,
         resolve,
         reject,
         chain: Promise.resolve(),
         finished: false,
         awaited: 0,
+        read: false,
         result: null,
       };
       if (signal) {
@@ -196,7 +213,7 @@ export class WorkerPool {
     // many files per message instead of a message per finished file (each costs the main
     // thread tens of µs).
     const { filesPerWorker, bytesPerWorker } = this.opts;
-    const open = this.workers.filter((x) => x.jobs.size <= filesPerWorker / 2 && x.bytes <= bytesPerWorker / 2);
+    const open = this.workers.filter((x) => x.reading <= filesPerWorker / 2 && x.bytes <= bytesPerWorker / 2);
     while (this.queueHead < this.queue.length) {
       const job = this.queue[this.queueHead]!;
       if (job.finished) {
@@ -204,13 +221,14 @@ export class WorkerPool {
         continue;
       }
       let w: PoolWorker | undefined;
-      for (const x of open) if (!w || x.bytes < w.bytes || (x.bytes === w.bytes && x.jobs.size < w.jobs.size)) w = x;
+      for (const x of open) if (!w || x.bytes < w.bytes || (x.bytes === w.bytes && x.reading < w.reading)) w = x;
       if (!w) break;
       // A thread takes more while it has room; an idle one always takes the next file.
-      if (w.jobs.size > 0 && (w.jobs.size >= filesPerWorker || w.bytes + job.size > bytesPerWorker)) break;
+      if (w.reading > 0 && (w.reading >= filesPerWorker || w.bytes + job.size > bytesPerWorker)) break;
       this.queueHead++;
       job.worker = w;
       w.jobs.add(job);
+      w.reading++;
       w.bytes += job.size;
       let b = batches.get(w);
       if (!b) batches.set(w, (b = []));
@@ -222,7 +240,7 @@ export class WorkerPool {
     }
     for (const [w, jobs] of batches) {
       w.worker.ref();
-      postPaths(w.worker, 'files', jobs);
+      postFiles(w.worker, jobs);
     }
   }
 
@@ -240,7 +258,7 @@ export class WorkerPool {
       },
       resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: this.opts.heapMb },
     });
-    const pw: PoolWorker = { worker, ring: Buffer.from(ring), jobs: new Set(), bytes: 0, answers: [], freed: [], repliesScheduled: false, lists: 0, listQueue: [] };
+    const pw: PoolWorker = { worker, ring: Buffer.from(ring), jobs: new Set(), reading: 0, bytes: 0, answers: [], freed: [], repliesScheduled: false, lists: 0, listQueue: [] };
     worker.on('message', (m: OutMessage | ListedMessage | HashedMessage) => this.onMessage(pw, m));
     const die = (err: unknown) => {
       const i = this.workers.indexOf(pw);
@@ -400,6 +418,7 @@ export class WorkerPool {
       switch (it[0]) {
         case 'c': {
           const [, , seq, id, raw] = it;
+          this.readSome(job, raw);
           job.chain = job.chain.then(async () => {
             if (job.finished) return;
             const need = await job.handlers.chunk(seq, id, raw);
@@ -431,6 +450,7 @@ export class WorkerPool {
           continue;
         }
         case 'd': {
+          this.readDone(job);
           const [, , bytesRead, changed, a] = it;
           const after: FileStatAfter | null = a
             ? { isFile: a[0] === 1n, size: a[1]!, mtimeNs: a[2]!, ctimeNs: a[3]!, ino: a[4]!, dev: a[5]! }
@@ -442,6 +462,7 @@ export class WorkerPool {
           break;
         }
         case 'e': {
+          this.readDone(job);
           const [, , code, message, errno, syscall] = it;
           const err: NodeJS.ErrnoException = new Error(message);
           if (code) err.code = code;
@@ -469,13 +490,34 @@ export class WorkerPool {
     job.reject(err);
   }
 
+  /** The thread read `n` more bytes of `job`: less work ahead of it. */
+  private readSome(job: Job, n: number): void {
+    const w = job.worker;
+    if (job.read || !w || job.unread === 0) return;
+    const done = Math.min(n, job.unread);
+    job.unread -= done;
+    w.bytes -= done;
+    if (w.bytes <= this.opts.bytesPerWorker / 2) this.scheduleDispatch();
+  }
+
+  /** The thread is done reading `job`: room for more work ahead of it. */
+  private readDone(job: Job): void {
+    const w = job.worker;
+    if (job.read || !w) return;
+    job.read = true;
+    w.reading--;
+    w.bytes -= job.unread;
+    job.unread = 0;
+    if (!this.closed) this.scheduleDispatch();
+  }
+
   private release(job: Job): void {
     job.finished = true;
     job.signalJobs?.delete(job);
     this.jobs.delete(job.id);
     const w = job.worker;
     if (w && w.jobs.delete(job)) {
-      w.bytes -= job.size;
+      this.readDone(job);
       this.idle(w, 0); // not while it still owes a listing or a hash
     }
     if (!this.closed) this.scheduleDispatch();
@@ -500,8 +542,19 @@ interface HashedMessage {
   error?: string;
 }
 
+/** Posts files to read: their paths as postPaths does, and what the walk saw of each (chunk-worker.ts). */
+function postFiles(worker: Worker, jobs: readonly Job[]): void {
+  const expect = new BigInt64Array(jobs.length * 5);
+  jobs.forEach((j, i) => {
+    const e = j.expect;
+    if (!e) expect[i * 5] = -1n;
+    else expect.set([e.size, e.mtimeNs, e.ctimeNs, e.ino, e.dev], i * 5);
+  });
+  postPaths(worker, 'files', jobs, expect);
+}
+
 /** Posts files to read or directories to list: ids, and their paths back to back (one message, no clone per path). */
-function postPaths(worker: Worker, t: 'files' | 'list', items: readonly { id: number; path: Buffer }[]): void {
+function postPaths(worker: Worker, t: 'files' | 'list', items: readonly { id: number; path: Buffer }[], expect?: BigInt64Array): void {
   const ids = new Float64Array(items.length);
   const lens = new Uint32Array(items.length);
   let total = 0;
@@ -514,7 +567,9 @@ function postPaths(worker: Worker, t: 'files' | 'list', items: readonly { id: nu
     paths.set(j.path, pos);
     pos += j.path.length;
   });
-  worker.postMessage({ t, ids, lens, paths }, [ids.buffer, lens.buffer, paths.buffer]);
+  const transfer: ArrayBuffer[] = [ids.buffer, lens.buffer, paths.buffer];
+  if (expect) transfer.push(expect.buffer as ArrayBuffer);
+  worker.postMessage({ t, ids, lens, paths, expect }, transfer);
 }
 
 /** The listings of one 'list' message. */
