@@ -39,6 +39,19 @@ describe('ByteRing', () => {
     assert.deepEqual([...b.bytes], [2, 2, 2, 2], 'c did not overwrite b');
   });
 
+  it('goes back to the start as soon as a block fits before the oldest one', () => {
+    const r = new ByteRing(20);
+    const a = r.alloc(4)!;
+    const b = r.alloc(4)!;
+    r.free(a);
+    const big = r.alloc(5)!;
+    assert.equal(big.start, 8, 'does not fit before b (the oldest): after it');
+    const c = r.alloc(4)!;
+    assert.equal(c.start, 0, 'fits before b: at the start, though the end has room');
+    assert.equal(r.alloc(1), null, 'between c and b nothing is free');
+    assert.equal(b.start, 4);
+  });
+
   it('never lets live blocks overlap under random use', () => {
     const r = new ByteRing(1000);
     const live: RingBlock[] = [];

@@ -602,6 +602,12 @@ class BackupRun {
     }
   }
 
+  /** awaitGate('chunk'), or nothing to await when the gate says it is open (most chunks: no promise). */
+  private chunkGate(): Promise<void> | undefined {
+    if (this.o.gateClosed?.('chunk') === false && !this.parked) return undefined;
+    return this.awaitGate('chunk');
+  }
+
   /** Flush, then save the rows of finished directories (taken before the flush, so every blob they name is durable). */
   private async checkpointNow(parked: boolean): Promise<void> {
     const rows = this.pendingRows;
@@ -1114,7 +1120,7 @@ class BackupRun {
       try {
         res = await o.repo.saveFile(abs, {
           ...(o.signal ? { signal: o.signal } : {}),
-          ...(o.gate ? { gate: () => this.awaitGate('chunk') } : {}),
+          ...(o.gate ? { gate: () => this.chunkGate() } : {}),
           expect: st,
           onChunk: (n) => {
             live += n;

@@ -542,8 +542,8 @@ export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket 
   // its only gate, so a debt kept per file would never be paid.
   let owed = 0;
   // One payment at a time (every gate waits for the debt paid so far): a take per waiting
-  // file would also mean an abort listener per file on the signal.
-  let paying: Promise<void> = Promise.resolve();
+  // file would also mean an abort listener per file on the signal. Null once paid.
+  let paying: Promise<void> | null = null;
   // Methods bound once (a backup calls some per file: a bind per call is garbage).
   const bound = new Map<string | symbol, { value: unknown; fn: unknown }>();
   return new Proxy(repo, {
@@ -555,16 +555,26 @@ export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket 
         if (b?.value !== value) bound.set(prop, (b = { value, fn: (value as (...a: unknown[]) => unknown).bind(target) }));
         return b.fn;
       }
-      return (path: unknown, opts: { gate?: () => Promise<void>; onChunk?: (n: number) => void } = {}) => {
+      const pay = (): Promise<void> | undefined => {
+        const b = bucket();
+        const n = owed;
+        owed = 0;
+        if (b && n > 0) {
+          const paid: Promise<void> = (paying ?? Promise.resolve()).then(() => b.take(n, signal));
+          paying = paid;
+          void paid.then(() => {
+            if (paying === paid) paying = null;
+          }, () => {});
+        }
+        return paying ?? undefined;
+      };
+      return (path: unknown, opts: { gate?: () => Promise<void> | undefined; onChunk?: (n: number) => void } = {}) => {
         return (value as (p: unknown, o: unknown) => unknown).call(target, path, {
           ...opts,
-          gate: async () => {
-            if (opts.gate) await opts.gate();
-            const b = bucket();
-            const n = owed;
-            owed = 0;
-            if (b && n > 0) paying = paying.then(() => b.take(n, signal));
-            await paying;
+          // Nothing to await (gate open, no limit or nothing owed): no promise.
+          gate: () => {
+            const open = opts.gate?.();
+            return open ? open.then(pay) : pay();
           },
           onChunk: (n: number) => {
             owed += n;

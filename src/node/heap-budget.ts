@@ -3,7 +3,7 @@ import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import type { Worker } from 'node:worker_threads';
 
 /** Largest semi-space (of two) of the main thread's young generation. */
-const SEMI_SPACE_BYTES = 4 * 1024 * 1024;
+const SEMI_SPACE_BYTES = 2 * 1024 * 1024;
 /** After a full collection, the old generation may grow to (1 + this/100) × what is live. */
 const OLD_GROWING_PERCENT = 50;
 
@@ -16,15 +16,17 @@ const OLD_GROWING_PERCENT = 50;
  * flag is the process's: worker threads' heaps follow it too). V8 reads both flags when it
  * resizes, so setting them at start-up works; the young generation's size can't be capped
  * that way, so its growth is switched off once it reaches the size wanted. 4 MiB semi-spaces
- * against 8: ~8 MiB less on both bench profiles, no slower (2 MiB: more is promoted, and
- * the old generation grew by more than that saved).
+ * against 8: ~8 MiB less on both bench profiles, no slower. 2 MiB against 4: ~7 MiB less on
+ * the small profile (~2 on the large), ~2–4% more time (more scavenges; before chunk
+ * answers stopped making a promise each, more was promoted and the old generation grew by
+ * more than that saved).
  *
  * Every new isolate (a worker thread starting) sets the growth factor back to at least 2
  * (V8's Heap::ConfigureHeap), which let one run in five grow the young generation to
  * 2 × 16 MiB after all: so it is switched off again after each collection and as soon as a
  * worker thread is up. That still let a collection right after the start grow it once
  * (3 runs in 40 of heap-budget.test.ts's program), so the launcher (bin/nightjar.js) also
- * starts node with --max-semi-space-size=4, a hard cap only start-up can set.
+ * starts node with --max-semi-space-size=2, a hard cap only start-up can set.
  */
 export function limitHeapGrowth(): void {
   setFlagsFromString(`--heap-growing-percent=${OLD_GROWING_PERCENT}`);

@@ -8,6 +8,11 @@ export interface RingBlock {
 /**
  * A fixed buffer handed out in blocks in order and given back in any order; space is
  * reclaimed from the oldest end, so one long-held block holds back the space after it.
+ * A block goes back to the start as soon as it fits before the oldest block, not only
+ * once the end is reached: the blocks stay at the low end, and the pages past what is
+ * used at once are never touched (a worker's ring is sized for a largest chunk beside a
+ * full pending budget, and small files used all of it in turn: ~5 MiB less RSS with two
+ * threads on the bench's small profile).
  * A chunk worker keeps the chunks awaiting an answer here: one allocation for the
  * thread's life instead of one per chunk (thousands of small files' chunks would
  * otherwise fragment the thread's malloc arena and keep its memory high).
@@ -44,9 +49,9 @@ export class ByteRing {
     } else {
       const head = this.blocks[this.first]!.start;
       if (this.tail > head) {
-        // Free: [tail, capacity) and, after a wrap, [0, head).
-        if (this.tail + n <= this.capacity) start = this.tail;
-        else if (n <= head) start = 0;
+        // Free: [0, head) and [tail, capacity).
+        if (n <= head) start = 0;
+        else if (this.tail + n <= this.capacity) start = this.tail;
         else return null;
       } else if (this.tail + n <= head) start = this.tail; // wrapped: free is [tail, head)
       else return null;

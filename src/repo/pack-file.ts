@@ -53,11 +53,11 @@ export class PackFile {
   }
 
   /**
-   * Appends a sealed blob (its offset is fixed now, in call order). `written` resolves
-   * once `sealed` may be reused: at once for a blob copied into the staging buffer, after
-   * its write for a large one.
+   * Appends a sealed blob (its offset is fixed now, in call order). `sealed` may be reused
+   * once this returns when it was copied into the staging buffer (`written` undefined),
+   * else (a large blob) once `written` resolves.
    */
-  add(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): { entry: PackEntry; written: Promise<void> } {
+  add(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): { entry: PackEntry; written: Promise<void> | undefined } {
     const entry: PackEntry = { id, type: this.type, offset: this.bytes, length: sealed.length, rawLength, compressed };
     this.entries.push(entry);
     this.bytes += sealed.length;
@@ -72,7 +72,7 @@ export class PackFile {
     }
     this.staging.set(sealed, this.stagingBytes);
     this.stagingBytes += sealed.length;
-    return { entry, written: Promise.resolve() };
+    return { entry, written: undefined };
   }
 
   /** A blob's sealed bytes, read back (a blob saved and not uploaded yet). */

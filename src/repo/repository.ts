@@ -374,32 +374,44 @@ export class Repository {
     let bytesNew = 0;
     let bytesWritten = 0;
     let size = 0;
+    // A chunk is taken once the gate is open and the uploads have room (else after both).
+    const take = (seq: number, id: string, raw: number): boolean | Promise<boolean> => {
+      opts.signal?.throwIfAborted();
+      this.ensureUsable();
+      content[seq] = id;
+      size += raw;
+      const claimed = (need: boolean): boolean => {
+        if (need) {
+          owned.set(seq, id);
+          bytesNew += raw;
+        } else opts.onChunk?.(raw);
+        return need;
+      };
+      const need = this.claim(id);
+      return typeof need === 'boolean' ? claimed(need) : need.then(claimed);
+    };
     try {
       const r = await this.workerPool().run(
         path,
         {
-          chunk: async (seq, id, raw) => {
-            if (opts.gate) await opts.gate();
+          chunk: (seq, id, raw) => {
+            const gate = opts.gate?.();
             // Backpressure: no new blob is asked for while the uploads are full.
-            if (this.uploads.size >= MAX_UPLOADS) await this.uploadRoom();
-            opts.signal?.throwIfAborted();
-            this.ensureUsable();
-            content[seq] = id;
-            size += raw;
-            const need = await this.claim(id);
-            if (need) {
-              owned.set(seq, id);
-              bytesNew += raw;
-            } else opts.onChunk?.(raw);
-            return need;
+            if (!gate && this.uploads.size < MAX_UPLOADS) return take(seq, id, raw);
+            return (async () => {
+              await gate;
+              if (this.uploads.size >= MAX_UPLOADS) await this.uploadRoom();
+              return take(seq, id, raw);
+            })();
           },
-          blob: async (seq, sealed, raw, compressed) => {
+          blob: (seq, sealed, raw, compressed) => {
             const id = owned.get(seq);
             if (id === undefined) throw new RepoError(`unexpected blob for chunk ${seq}`, 'NJ_REPO_WORKER');
             owned.delete(seq);
             bytesWritten += sealed.length;
-            await this.addData(id, sealed, raw, compressed);
-            opts.onChunk?.(raw);
+            const written = this.addData(id, sealed, raw, compressed);
+            if (!written) return opts.onChunk?.(raw);
+            return written.then(() => opts.onChunk?.(raw));
           },
         },
         opts.signal,
@@ -877,19 +889,21 @@ export class Repository {
   }
 
   /** Resolves true when the caller must store blob `id` (it is then reserved for the caller). */
-  private async claim(id: string): Promise<boolean> {
-    for (;;) {
-      if (this.index.has(id)) return false;
-      const p = this.pending.get(id);
-      if (!p) {
-        let settle!: (stored: boolean) => void;
-        const done = new Promise<boolean>((r) => (settle = r));
-        this.pending.set(id, { state: 'reserved', done, settle });
-        return true;
-      }
-      if (p.state === 'stored') return false;
-      if (await p.done) return false;
+  /**
+   * Reserves blob `id` for the caller to store: true, or false when it is stored already.
+   * While another caller holds the reservation, the answer waits for that one's outcome.
+   */
+  private claim(id: string): boolean | Promise<boolean> {
+    if (this.index.has(id)) return false;
+    const p = this.pending.get(id);
+    if (!p) {
+      let settle!: (stored: boolean) => void;
+      const done = new Promise<boolean>((r) => (settle = r));
+      this.pending.set(id, { state: 'reserved', done, settle });
+      return true;
     }
+    if (p.state === 'stored') return false;
+    return p.done.then((stored) => stored ? false : this.claim(id));
   }
 
   /** Drops a reservation that will not be fulfilled (no-op once stored). */
@@ -910,17 +924,17 @@ export class Repository {
 
   /**
    * Appends a sealed data blob to the open data pack (a file) and starts the pack's
-   * upload when it is full. Resolves once the bytes are written: `sealed` may be reused
-   * then. Never waits for uploads: callers wait for upload room before asking for blobs
-   * (uploadRoom), which bounds the packs in flight.
+   * upload when it is full. `sealed` may be reused once this returns, or once the promise
+   * it returns (a large blob's write) resolves. Never waits for uploads: callers wait for
+   * upload room before asking for blobs (uploadRoom), which bounds the packs in flight.
    */
-  private async addData(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<void> {
+  private addData(id: string, sealed: Uint8Array, rawLength: number, compressed: boolean): Promise<void> | undefined {
     this.ensureUsable();
     const pack = (this.dataPack ??= new PackFile('data', this.store.spool?.dir ?? tmpdir()));
     const { entry, written } = pack.add(id, sealed, rawLength, compressed);
     this.stored(id, rawLength, compressed, () => pack.read(entry));
     if (pack.size >= this.packSize) this.finishDataPack();
-    await written;
+    return written;
   }
 
   /** Copies a sealed tree blob into the open tree pack (synchronously: `sealed` may be reused once this returns). */

@@ -166,8 +166,8 @@ export interface FileStatAfter {
 /** Options of Repository.saveFile. */
 export interface SaveFileOptions {
   signal?: AbortSignal;
-  /** Awaited before each chunk is handed over; the scheduler pauses there. */
-  gate?: () => Promise<void>;
+  /** Awaited before each chunk is handed over; the scheduler pauses there. Nothing to await: open. */
+  gate?: () => Promise<void> | undefined;
   /** Called with the raw bytes of each chunk as it is stored. */
   onChunk?: (rawBytes: number) => void;
   /**
