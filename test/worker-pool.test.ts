@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -95,6 +95,95 @@ describe('WorkerPool', () => {
         assert.equal(result.bytesRead, content.length);
         assert.equal(result.changed, false);
       }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('reads against the walk\'s lstat: says what changed since, and never follows what replaced the file', { timeout: 60_000 }, async () => {
+    const pool = new WorkerPool({ encKey, idKey, gear: gearTable(randomBytes(32)), params, workers: 1 });
+    const wantAll = { chunk: () => true, blob: () => {} };
+    const identity = (p: string) => {
+      const st = lstatSync(p, { bigint: true });
+      return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, dev: st.dev };
+    };
+    try {
+      const path = join(dir, 'expected');
+      writeFileSync(path, randomBytes(50_000));
+      const same = await pool.run(Buffer.from(path), wantAll, undefined, identity(path));
+      assert.equal(same.changed, false, 'as the walk saw it');
+      assert.equal(same.bytesRead, 50_000);
+      assert.equal(same.after?.size, 50_000n);
+      const walked = identity(path);
+      writeFileSync(path, randomBytes(60_000)); // changed after the walk, before the read
+      const grown = await pool.run(Buffer.from(path), wantAll, undefined, walked);
+      assert.equal(grown.changed, true, 'read past the size the walk saw');
+      assert.equal(grown.bytesRead, 60_000, 'and to its end');
+      const stale = await pool.run(Buffer.from(path), wantAll, undefined, { ...identity(path), mtimeNs: 1n });
+      assert.equal(stale.changed, true, 'another mtime than the walk saw');
+      assert.equal((await pool.run(Buffer.from(path), wantAll)).changed, false, 'without the walk\'s lstat: the fstat at open');
+
+      // The walk saw regular files; by the read the paths name other things.
+      const link = join(dir, 'now-a-link');
+      symlinkSync(path, link);
+      await assert.rejects(pool.run(Buffer.from(link), wantAll, undefined, walked), { code: 'ELOOP' }, 'a symlink is not followed');
+      const fifo = join(dir, 'now-a-fifo');
+      assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+      // A FIFO with a writer attached: the read would wait for it, or get its bytes.
+      const writer = spawn('sh', ['-c', `exec 3>"$1"; sleep 20`, 'sh', fifo], { stdio: 'ignore' });
+      try {
+        await assert.rejects(pool.run(Buffer.from(fifo), wantAll, undefined, walked), { code: 'EISDIR' }, 'a FIFO is refused, not waited on');
+      } finally {
+        writer.kill();
+      }
+      const folder = join(dir, 'now-a-dir');
+      mkdirSync(folder);
+      await assert.rejects(pool.run(Buffer.from(folder), wantAll, undefined, walked), { code: 'EISDIR' });
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('answers chunks handled at once and chunks handled later in order, one handler at a time', { timeout: 60_000 }, async () => {
+    const path = join(dir, 'in-order');
+    const content = randomBytes(200 * 1024);
+    writeFileSync(path, content);
+    const gear = gearTable(randomBytes(32));
+    const pool = new WorkerPool({ encKey, idKey, gear, params, workers: 1 });
+    try {
+      const calls: string[] = [];
+      let running = false;
+      const plain: Buffer[] = [];
+      const result = await pool.run(Buffer.from(path), {
+        // Every third chunk waits (as for a closed gate or full uploads), the others answer at once.
+        chunk: (seq) => {
+          assert.equal(running, false, `chunk ${seq} while an earlier one is still being handled`);
+          calls.push(`c${seq}`);
+          if (seq % 3 !== 0) return true;
+          running = true;
+          return sleep(5).then(() => {
+            running = false;
+            return true;
+          });
+        },
+        // Some blobs are stored at once, some later (a large blob's write).
+        blob: (seq, sealed, raw, isCompressed) => {
+          const opened = open(encKey, sealed, `blob ${seq}`);
+          const bytes = Buffer.from(isCompressed ? decompressSync(opened, raw) : opened);
+          if (seq % 2 === 0) {
+            plain[seq] = bytes;
+            return;
+          }
+          return sleep(2).then(() => {
+            plain[seq] = bytes;
+          });
+        },
+      });
+      const cuts = new Chunker(gear, params).chunkAll(content);
+      assert.deepEqual(calls, cuts.map((_, i) => `c${i}`), 'each chunk handled once, in order');
+      assert.ok(cuts.length > 6, `${cuts.length} chunks`);
+      assert.ok(Buffer.concat(plain).equals(content), 'every blob stored before the file ends');
+      assert.equal(result.bytesRead, content.length);
     } finally {
       await pool.close();
     }

@@ -888,7 +888,6 @@ export class Repository {
     return new Chunker(gearTable(this.keys.chunkerSeed), this.config.chunker);
   }
 
-  /** Resolves true when the caller must store blob `id` (it is then reserved for the caller). */
   /**
    * Reserves blob `id` for the caller to store: true, or false when it is stored already.
    * While another caller holds the reservation, the answer waits for that one's outcome.

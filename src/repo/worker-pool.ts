@@ -553,7 +553,7 @@ export class WorkerPool {
     w.reading--;
     w.bytes -= job.unread;
     job.unread = 0;
-    if (!this.closed) this.scheduleDispatch();
+    this.scheduleDispatch();
   }
 
   private release(job: Job): void {
