@@ -544,6 +544,20 @@ export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket 
   // One payment at a time (every gate waits for the debt paid so far): a take per waiting
   // file would also mean an abort listener per file on the signal. Null once paid.
   let paying: Promise<void> | null = null;
+  // Takes what is owed from the bucket; the payment to await, if one is still running.
+  const pay = (): Promise<void> | undefined => {
+    const b = bucket();
+    const n = owed;
+    owed = 0;
+    if (b && n > 0) {
+      const paid: Promise<void> = (paying ?? Promise.resolve()).then(() => b.take(n, signal));
+      paying = paid;
+      void paid.then(() => {
+        if (paying === paid) paying = null;
+      }, () => {});
+    }
+    return paying ?? undefined;
+  };
   // Methods bound once (a backup calls some per file: a bind per call is garbage).
   const bound = new Map<string | symbol, { value: unknown; fn: unknown }>();
   return new Proxy(repo, {
@@ -555,19 +569,6 @@ export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket 
         if (b?.value !== value) bound.set(prop, (b = { value, fn: (value as (...a: unknown[]) => unknown).bind(target) }));
         return b.fn;
       }
-      const pay = (): Promise<void> | undefined => {
-        const b = bucket();
-        const n = owed;
-        owed = 0;
-        if (b && n > 0) {
-          const paid: Promise<void> = (paying ?? Promise.resolve()).then(() => b.take(n, signal));
-          paying = paid;
-          void paid.then(() => {
-            if (paying === paid) paying = null;
-          }, () => {});
-        }
-        return paying ?? undefined;
-      };
       return (path: unknown, opts: { gate?: () => Promise<void> | undefined; onChunk?: (n: number) => void } = {}) => {
         return (value as (p: unknown, o: unknown) => unknown).call(target, path, {
           ...opts,

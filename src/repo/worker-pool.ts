@@ -219,7 +219,7 @@ export class WorkerPool {
     // many files per message instead of a message per finished file (each costs the main
     // thread tens of µs).
     const { filesPerWorker, bytesPerWorker } = this.opts;
-    const open = this.workers.filter((x) => x.reading <= filesPerWorker / 2 && x.bytes <= bytesPerWorker / 2);
+    const open = this.workers.filter((x) => this.wantsWork(x));
     while (this.queueHead < this.queue.length) {
       const job = this.queue[this.queueHead]!;
       if (job.finished) {
@@ -542,7 +542,12 @@ export class WorkerPool {
     const done = Math.min(n, job.unread);
     job.unread -= done;
     w.bytes -= done;
-    if (w.bytes <= this.opts.bytesPerWorker / 2) this.scheduleDispatch();
+    if (this.wantsWork(w)) this.scheduleDispatch();
+  }
+
+  /** The thread is down to half its share of work ahead (dispatch tops it up to the full share). */
+  private wantsWork(w: PoolWorker): boolean {
+    return w.reading <= this.opts.filesPerWorker / 2 && w.bytes <= this.opts.bytesPerWorker / 2;
   }
 
   /** The thread is done reading `job`: room for more work ahead of it. */
