@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { blobId, deriveKey, open, seal, SEAL_OVERHEAD, sealInto } from '../src/repo/crypto.js';
+import { blobId, deriveKey, NONCE_LEN, open, seal, SEAL_OVERHEAD, sealInto } from '../src/repo/crypto.js';
 import { IntegrityError } from '../src/repo/errors.js';
 import { maybeCompressSync, decompressSync } from '../src/repo/compress.js';
 
@@ -42,6 +42,11 @@ describe('crypto', () => {
       const inPlace = sealInto(key, ring.subarray(50, 50 + size), ring, 50);
       assert.equal(inPlace, size + SEAL_OVERHEAD);
       assert.deepEqual(open(key, ring.subarray(50, 50 + inPlace), 'in place'), plain);
+      // Already where the body goes (NONCE_LEN in: the chunk workers read it there).
+      const behind = Buffer.alloc(size + SEAL_OVERHEAD + 100);
+      plain.copy(behind, 50 + NONCE_LEN);
+      const there = sealInto(key, behind.subarray(50 + NONCE_LEN, 50 + NONCE_LEN + size), behind, 50);
+      assert.deepEqual(open(key, behind.subarray(50, 50 + there), 'behind the nonce'), plain);
       const out = Buffer.alloc(size + SEAL_OVERHEAD);
       sealInto(key, plain, out, 0);
       assert.deepEqual(open(key, out, 'elsewhere'), plain);

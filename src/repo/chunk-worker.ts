@@ -34,8 +34,10 @@
  *
  * Each chunk is read straight into a block of the thread's ByteRing (memory shared with
  * the main thread), which grows until the cut is found and then keeps room for the sealed
- * form; a wanted chunk is compressed and sealed in place and the main thread copies it
- * into a pack from there, then frees the block. So the thread's memory is the ring,
+ * form: the chunk's bytes lie where a sealed blob's body goes (after NONCE_LEN bytes), so
+ * a chunk that does not compress is encrypted where it lies, not moved first. A wanted
+ * chunk is compressed and sealed in place and the main thread copies it into a pack from
+ * there, then frees the block. So the thread's memory is the ring,
  * whatever the file sizes, and nothing is copied but the blob into its pack.
  * Backpressure: reading stops while the ring holds PENDING_BYTES (chunks awaiting an
  * answer, sealed blobs awaiting the main thread, which stops answering while its gate is
@@ -47,7 +49,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
 import { ByteRing, type RingBlock } from './byte-ring.js';
-import { blobId, SEAL_OVERHEAD, sealInto } from './crypto.js';
+import { blobId, NONCE_LEN, SEAL_OVERHEAD, sealInto } from './crypto.js';
 import { GarbageMeter } from './young-gc.js';
 
 interface Init {
@@ -104,7 +106,7 @@ interface Current {
   regular: boolean;
   /** File offset of the chunk being cut. */
   pos: number;
-  /** Its ring block, holding its bytes read so far at [0, filled); null before the first read. */
+  /** Its ring block, holding its bytes read so far at [NONCE_LEN, NONCE_LEN + filled); null before the first read. */
   block: RingBlock | null;
   filled: number;
   /** Of those, the bytes the chunker looked at without finding the cut. */
@@ -208,7 +210,7 @@ function answer(job: number, seq: number, need: boolean): void {
   if (need && !st.cancelled) {
     try {
       const raw = block.bytes.length - SEAL_OVERHEAD;
-      const chunk = block.bytes.subarray(0, raw);
+      const chunk = block.bytes.subarray(NONCE_LEN, NONCE_LEN + raw);
       const z = maybeCompressSync(chunk, init.compression);
       const len = sealInto(encKey, z ?? chunk, block.bytes, 0);
       items.push(['b', job, seq, block.start, len, raw, z !== null]);
@@ -333,7 +335,7 @@ function step(c: Current): number {
     for (;;) {
       const final = c.end !== null && c.pos + c.filled === c.end;
       if (c.block) {
-        const n = chunker.scan(c.block.bytes, 0, c.filled, final, c.seen);
+        const n = chunker.scan(c.block.bytes, NONCE_LEN, NONCE_LEN + c.filled, final, c.seen);
         if (n > 0) {
           cutChunk(c, c.block, n);
           return read;
@@ -345,14 +347,14 @@ function step(c: Current): number {
         return read;
       }
       const want = pieceLength(c);
-      const block = c.block ? ring.resize(c.block, c.filled + want + SEAL_OVERHEAD, c.filled) : ring.alloc(want + SEAL_OVERHEAD);
+      const block = c.block ? ring.resize(c.block, c.filled + want + SEAL_OVERHEAD, NONCE_LEN + c.filled) : ring.alloc(want + SEAL_OVERHEAD);
       if (!block) {
         ringFull = true; // until answers free ring space; the bytes read so far stay in the block
         return read;
       }
       c.block = block;
       const at = c.pos + c.filled;
-      const n = readSync(c.fd, block.bytes, c.filled, want, at);
+      const n = readSync(c.fd, block.bytes, NONCE_LEN + c.filled, want, at);
       c.filled += n;
       read += n;
       // A short read of a regular file is its end; when the size matches too, the extra
@@ -390,13 +392,13 @@ function pieceLength(c: Current): number {
 
 /** The current chunk is the first `n` bytes of `block`: it keeps room for its sealed form only and awaits its answer. */
 function cutChunk(c: Current, block: RingBlock, n: number): void {
-  ring.resize(block, n + SEAL_OVERHEAD, n); // shrinks in place
+  ring.resize(block, n + SEAL_OVERHEAD, NONCE_LEN + n); // shrinks in place
   c.block = null;
   c.pos += n;
   c.filled = 0;
   c.seen = 0;
   c.st.pending.set(c.seq, block);
-  items.push(['c', c.job, c.seq, blobId(idKey, block.bytes.subarray(0, n)), n]);
+  items.push(['c', c.job, c.seq, blobId(idKey, block.bytes.subarray(NONCE_LEN, NONCE_LEN + n)), n]);
   c.seq++;
   if (c.pos === c.end) finishFile(c, true);
 }

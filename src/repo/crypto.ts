@@ -76,15 +76,16 @@ const sealNonce = Buffer.alloc(NONCE_LEN);
 /**
  * seal() written straight into `out` at `offset` (out must have plaintext.length +
  * SEAL_OVERHEAD bytes there); returns the sealed length. `plaintext` may lie in `out`
- * (sealing in place, as the chunk workers do): it is moved behind the nonce first, and each
- * piece is read before its ciphertext is written where it was (a plaintext starting before
- * `out` is copied instead).
+ * (sealing in place, as the chunk workers do): it is moved behind the nonce first unless it
+ * lies there already (at offset + NONCE_LEN: no move), and each piece is read before its
+ * ciphertext is written where it was (a plaintext starting before `out` is copied instead).
  */
 export function sealInto(key: Buffer, plaintext: Uint8Array, out: Uint8Array, offset: number, aad?: Buffer): number {
   const bodyAt = offset + NONCE_LEN;
   let input = plaintext;
   const at = plaintext.byteOffset - out.byteOffset;
-  if (plaintext.buffer === out.buffer && at < bodyAt + plaintext.length + TAG_LEN && offset < at + plaintext.length) {
+  // Already where the body goes: each piece is read before its ciphertext replaces it.
+  if (plaintext.buffer === out.buffer && at !== bodyAt && at < bodyAt + plaintext.length + TAG_LEN && offset < at + plaintext.length) {
     if (at >= 0) {
       out.copyWithin(bodyAt, at, at + plaintext.length);
       input = out.subarray(bodyAt, bodyAt + plaintext.length);
