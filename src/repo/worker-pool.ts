@@ -114,7 +114,8 @@ export interface WorkerPoolOptions {
 export class WorkerPool {
   private readonly opts: Required<WorkerPoolOptions>;
   private readonly workers: PoolWorker[] = [];
-  private readonly queue: Job[] = [];
+  /** Jobs not handed to a thread yet, from queueHead on (a slot before it is emptied as its job leaves). */
+  private readonly queue: (Job | undefined)[] = [];
   private queueHead = 0;
   private readonly jobs = new Map<number, Job>();
   private nextJob = 1;
@@ -223,7 +224,7 @@ export class WorkerPool {
     while (this.queueHead < this.queue.length) {
       const job = this.queue[this.queueHead]!;
       if (job.finished) {
-        this.queueHead++;
+        this.queue[this.queueHead++] = undefined;
         continue;
       }
       let w: PoolWorker | undefined;
@@ -231,7 +232,9 @@ export class WorkerPool {
       if (!w) break;
       // A thread takes more while it has room; an idle one always takes the next file.
       if (w.reading > 0 && (w.reading >= filesPerWorker || w.bytes + job.size > bytesPerWorker)) break;
-      this.queueHead++;
+      // Emptied: the array is cut only every 1024 jobs, and a job kept here would keep its
+      // handlers and their closures alive until then (up to ~1000 files' worth).
+      this.queue[this.queueHead++] = undefined;
       job.worker = w;
       w.jobs.add(job);
       w.reading++;
