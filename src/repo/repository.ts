@@ -201,43 +201,52 @@ export class Repository {
     if (await store.stat('config')) throw new RepoExistsError(store.location);
     const keys = generateMasterKeys();
     if (opts.chunkerSeed) keys.chunkerSeed = Buffer.from(opts.chunkerSeed);
-    const kdf = opts.kdf ?? DEFAULT_KDF;
-    const salt = randomBytes(32);
-    const derived = await deriveKey(passphrase, salt, kdf);
-    const secret = Buffer.from(
-      JSON.stringify({
-        encKey: keys.encKey.toString('base64'),
-        idKey: keys.idKey.toString('base64'),
-        chunkerSeed: keys.chunkerSeed.toString('base64'),
-      }),
-    );
-    const keyObj: KeyObject = {
-      version: 1,
-      kdf: 'scrypt',
-      N: kdf.N,
-      r: kdf.r,
-      p: kdf.p,
-      salt: salt.toString('base64'),
-      created: opts.clock.now().toISOString(),
-      host: opts.hostname ?? hostname(),
-      data: seal(derived, secret, KEY_AAD).toString('base64'),
-    };
-    const keyBytes = Buffer.from(JSON.stringify(keyObj, null, 1));
-    await store.write(`keys/${sha256Hex(keyBytes)}`, keyBytes);
     const config: RepoConfig = {
       version: FORMAT_VERSION,
       id: randomBytes(32).toString('hex'),
       chunker: DEFAULT_CHUNKER,
       compression: 'brotli-q1',
     };
+    const repo = new Repository(store, keys, config, opts);
+    // Nothing stored yet: the backup reads every file. Its threads boot (~60 ms each) while
+    // scrypt derives the key object's key and the objects are written.
+    if (opts.startWorkers) repo.workerPool().start(Infinity);
     try {
-      await store.write('config', seal(keys.encKey, Buffer.from(JSON.stringify(config)), Buffer.from('config')));
+      const kdf = opts.kdf ?? DEFAULT_KDF;
+      const salt = randomBytes(32);
+      const derived = await deriveKey(passphrase, salt, kdf);
+      const secret = Buffer.from(
+        JSON.stringify({
+          encKey: keys.encKey.toString('base64'),
+          idKey: keys.idKey.toString('base64'),
+          chunkerSeed: keys.chunkerSeed.toString('base64'),
+        }),
+      );
+      const keyObj: KeyObject = {
+        version: 1,
+        kdf: 'scrypt',
+        N: kdf.N,
+        r: kdf.r,
+        p: kdf.p,
+        salt: salt.toString('base64'),
+        created: opts.clock.now().toISOString(),
+        host: opts.hostname ?? hostname(),
+        data: seal(derived, secret, KEY_AAD).toString('base64'),
+      };
+      const keyBytes = Buffer.from(JSON.stringify(keyObj, null, 1));
+      await store.write(`keys/${sha256Hex(keyBytes)}`, keyBytes);
+      try {
+        await store.write('config', seal(keys.encKey, Buffer.from(JSON.stringify(config)), Buffer.from('config')));
+      } catch (err) {
+        if (err instanceof ObjectExistsError) throw new RepoExistsError(store.location);
+        throw err;
+      }
     } catch (err) {
-      if (err instanceof ObjectExistsError) throw new RepoExistsError(store.location);
+      await repo.close().catch(() => {});
       throw err;
     }
     await opts.keyCache?.save(keys).catch(() => {});
-    return new Repository(store, keys, config, opts);
+    return repo;
   }
 
   /** Opens an existing repository: RepoNotFoundError without `config`, WrongPassphraseError when no key opens. */
