@@ -282,6 +282,20 @@ interface Slot {
   release(): void;
 }
 
+/** A file processDir hands to processFile, and where its outcome goes (its tree entry, its cache row entry). */
+interface FileToStore {
+  rel: Buffer;
+  e: WalkEntry;
+  /** Its name as the cache's key. */
+  key: string;
+  cacheFiles: Map<string, CachedFile>;
+  out: (TreeEntry | null)[];
+  index: number;
+}
+
+/** processFile's outcome: a read going on in the background (`task` settles once stored), or null when done already. */
+type FileStart = { task: Promise<void> } | null;
+
 /**
  * Cache rows on request, many directories per query: one query at a time, each taking
  * every request made meanwhile (a SQLite round trip costs ~0.1-0.2 ms of main thread,
@@ -377,6 +391,15 @@ class Limiter {
   async acquire(): Promise<Slot> {
     if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
     else this.active++;
+    return this.slot();
+  }
+  /** A slot when one is free now, else null (nothing waits: acquire() then). */
+  tryAcquire(): Slot | null {
+    if (this.active >= this.max || this.waiting.length > 0) return null;
+    this.active++;
+    return this.slot();
+  }
+  private slot(): Slot {
     let released = false;
     return {
       release: () => {
@@ -570,6 +593,17 @@ class BackupRun {
       }
     }
     this.walker.setSkipDirs(ids);
+  }
+
+  /**
+   * checkpointGate() when something may have to wait; undefined when nothing must (the
+   * gate says it is open, or there is none), without a promise. Throws as checkpointGate does.
+   */
+  private fileGate(): Promise<void> | undefined {
+    if (this.o.signal?.aborted) throw abortError(this.o.signal);
+    if (this.fatal) throw this.fatal;
+    if (!this.o.gate || (this.o.gateClosed?.('file') === false && !this.parked)) return undefined;
+    return this.checkpointGate();
   }
 
   private async checkpointGate(): Promise<void> {
@@ -786,7 +820,8 @@ class BackupRun {
             if (known === cached) dirState.cacheHits++;
             break;
           }
-          const background = await this.processFile(joinRel(rel, e.name), e, key, known, cached, pType === 'file', cacheFiles, out, i, dirState);
+          const started = this.processFile(joinRel(rel, e.name), e, key, known, cached, pType === 'file', cacheFiles, out, i, dirState);
+          const background = started instanceof Promise ? await started : started;
           if (background) pending.push(background.task);
           break;
         }
@@ -1007,9 +1042,11 @@ class BackupRun {
    * Unchanged files and hard links to a file already read are finished here. A file to
    * read gets a limiter slot here (so the walk waits while every slot is busy:
    * backpressure) and is read in the background; the returned `task` settles when it is
-   * stored (it never rejects: errors go to `this.fatal`).
+   * stored (it never rejects: errors go to `this.fatal`). Answers at once, without a
+   * promise, unless something must be waited for (most new files: a promise and an async
+   * frame less per file on the main thread).
    */
-  private async processFile(
+  private processFile(
     rel: Buffer,
     e: WalkEntry,
     key: string,
@@ -1020,22 +1057,31 @@ class BackupRun {
     out: (TreeEntry | null)[],
     index: number,
     dirState: { cacheHits: number },
-  ): Promise<{ task: Promise<void> } | null> {
+  ): FileStart | Promise<FileStart> {
     const st = e.stat;
-    const size = Number(st.size);
     this.countFile(st);
-    const o = this.o;
+    const file: FileToStore = { rel, e, key, cacheFiles, out, index };
 
     // 1. Unchanged: the cache (or, without a cache row, the previous snapshot) knows this
     //    exact file and every blob of its content is still in the repository.
-    if (known && sameFile(known, st) && (await this.allBlobsPresent(known.content))) {
-      this.stats.filesUnchanged++;
-      this.stats.bytesUnchanged += size;
-      out[index] = entryFromStat(e, known.content);
-      cacheFiles.set(key, known);
-      if (known === cached) dirState.cacheHits++;
-      return null;
+    if (known && sameFile(known, st)) {
+      return this.allBlobsPresent(known.content).then((present) => {
+        if (!present) return this.changedFile(file, known, prevWasFile);
+        this.stats.filesUnchanged++;
+        this.stats.bytesUnchanged += Number(st.size);
+        out[index] = entryFromStat(e, known.content);
+        cacheFiles.set(key, known);
+        if (known === cached) dirState.cacheHits++;
+        return null;
+      });
     }
+    return this.changedFile(file, known, prevWasFile);
+  }
+
+  /** processFile for a file whose stored content cannot be reused: counts it, then reads it (or reuses a hard link's). */
+  private changedFile(file: FileToStore, known: CachedFile | undefined, prevWasFile: boolean): FileStart | Promise<FileStart> {
+    const st = file.e.stat;
+    const size = Number(st.size);
     if (prevWasFile && known) {
       this.stats.filesChanged++;
       this.stats.bytesChangedFiles += size;
@@ -1053,9 +1099,9 @@ class BackupRun {
       this.stats.bytesNewFiles += size;
     }
 
-    if (o.dryRun) {
+    if (this.o.dryRun) {
       this.stats.bytesRead += size;
-      out[index] = entryFromStat(e);
+      file.out[file.index] = entryFromStat(file.e);
       return null;
     }
 
@@ -1063,42 +1109,56 @@ class BackupRun {
     const linkKey = st.nlink > 1n ? `${st.dev}:${st.ino}` : null;
     const first = linkKey ? this.hardLinks.get(linkKey) : undefined;
     if (first) {
-      const content = await first;
-      if (content) {
-        out[index] = entryFromStat(e, content);
-        cacheFiles.set(key, cacheEntry(st, content));
+      return first.then((content) => {
+        if (!content) return this.startRead(file, null);
+        file.out[file.index] = entryFromStat(file.e, content);
+        file.cacheFiles.set(file.key, cacheEntry(st, content));
         return null;
-      }
+      });
     }
+    return this.startRead(file, linkKey);
+  }
 
-    // 3. Read and store in the background, at most `fileConcurrency` at once.
+  /**
+   * 3. Reads and stores the file in the background, at most `fileConcurrency` at once;
+   * `linkKey`: the first of its hard links seen (the others wait for its content).
+   */
+  private startRead(file: FileToStore, linkKey: string | null): FileStart | Promise<FileStart> {
     let settle: ((c: string[] | null) => void) | null = null;
-    if (linkKey && !first) this.hardLinks.set(linkKey, new Promise((r) => (settle = r)));
-    await this.checkpointGate();
-    const slot = await this.limiter.acquire();
+    if (linkKey) this.hardLinks.set(linkKey, new Promise((r) => (settle = r)));
+    const gate = this.fileGate();
+    const slot = gate ? null : this.limiter.tryAcquire();
+    if (slot) return { task: this.readInBackground(file, slot, settle) };
+    return (async () => {
+      await gate;
+      return { task: this.readInBackground(file, await this.limiter.acquire(), settle) };
+    })();
+  }
+
+  /** The read of startRead, with its slot (released once stored); `settle` gives waiting hard links the content. */
+  private readInBackground(file: FileToStore, slot: Slot, settle: ((c: string[] | null) => void) | null): Promise<void> {
     const task = (async () => {
       let content: string[] | null = null;
       try {
-        const stored = await this.storeFile(rel, st);
+        const stored = await this.storeFile(file.rel, file.e.stat);
         if (stored) {
           content = stored.content;
           // Assigned, not spread into a new literal: that gave each entry a hidden class of
           // its own (~0.5 KiB per file of V8 maps, seen as 130k maps in a 400k-file directory).
-          out[index] = Object.assign(entryFromStat(e, stored.content), stored.meta);
-          if (stored.consistent) cacheFiles.set(key, cacheEntry(stored.stat, stored.content));
+          file.out[file.index] = Object.assign(entryFromStat(file.e, stored.content), stored.meta);
+          if (stored.consistent) file.cacheFiles.set(file.key, cacheEntry(stored.stat, stored.content));
         }
       } catch (err) {
         this.fatal ??= err;
       } finally {
-        (settle as ((c: string[] | null) => void) | null)?.(content);
+        settle?.(content);
         slot.release();
         this.reportProgress();
       }
     })();
     this.inflight.add(task);
     void task.finally(() => this.inflight.delete(task));
-    // Wrapped: an async function returning a promise would wait for it (one file at a time).
-    return { task };
+    return task;
   }
 
   /**
