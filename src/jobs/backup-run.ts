@@ -449,7 +449,10 @@ class BackupRun {
   private pendingRowFiles = 0;
   private lastCheckpointMs: number;
   private lastProgressMs = -Infinity;
-  private currentPath = '';
+  /** saveFile's gate (made once: one closure per file was garbage kept as long as the file). */
+  private readonly saveGate: (() => Promise<void> | undefined) | undefined;
+  /** The file stored last (decoded for a progress report only: a string per file was garbage). */
+  private currentRel: Buffer | null = null;
   private estimatedFiles = 0;
   private estimatedBytes = 0;
   private emptyTreeId: string | null = null;
@@ -491,6 +494,7 @@ class BackupRun {
       ...(o.repo.listDir ? { lister: (p: Buffer) => o.repo.listDir!(p) } : {}),
     });
     this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 128));
+    this.saveGate = o.gate ? () => this.chunkGate() : undefined;
     const cache = o.fileCache;
     this.rows = new RowLoader(
       cache ? (dirs) => cache.loadDirRecords(o.repo.id, o.job.name, dirs) : null,
@@ -664,7 +668,7 @@ class BackupRun {
     this.stats.durationMs = now - this.startMs;
     this.o.onProgress({
       stats: cloneStats(this.stats),
-      currentPath: this.currentPath,
+      currentPath: this.currentRel ? displayPath(this.currentRel) : '',
       estimatedFiles: this.estimatedFiles,
       estimatedBytes: this.estimatedBytes,
     });
@@ -1172,15 +1176,15 @@ class BackupRun {
   ): Promise<{ content: string[]; stat: FileIdentity; meta: Partial<TreeEntry>; consistent: boolean } | null> {
     const abs = this.walker.absPath(rel);
     const o = this.o;
-    this.currentPath = displayPath(rel);
+    this.currentRel = rel;
     let st: FileIdentity = before;
     for (let attempt = 0; ; attempt++) {
       let res: SaveFileResult;
       let live = 0;
       try {
         res = await o.repo.saveFile(abs, {
-          ...(o.signal ? { signal: o.signal } : {}),
-          ...(o.gate ? { gate: () => this.chunkGate() } : {}),
+          signal: o.signal,
+          gate: this.saveGate,
           expect: st,
           onChunk: (n) => {
             live += n;

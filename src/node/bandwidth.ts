@@ -558,31 +558,33 @@ export function pacedReads<R extends object>(repo: R, bucket: () => TokenBucket 
     }
     return paying ?? undefined;
   };
-  // Methods bound once (a backup calls some per file: a bind per call is garbage).
+  const paced = (saveFile: (p: unknown, o: unknown) => unknown, target: R) =>
+    (path: unknown, opts: { gate?: () => Promise<void> | undefined; onChunk?: (n: number) => void } = {}) =>
+      saveFile.call(target, path, {
+        ...opts,
+        // Nothing to await (gate open, no limit or nothing owed): no promise.
+        gate: () => {
+          const open = opts.gate?.();
+          return open ? open.then(pay) : pay();
+        },
+        onChunk: (n: number) => {
+          owed += n;
+          opts.onChunk?.(n);
+        },
+      });
+  // Methods bound (and saveFile wrapped) once: a backup calls some per file, and a
+  // function made per call is garbage.
   const bound = new Map<string | symbol, { value: unknown; fn: unknown }>();
   return new Proxy(repo, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
       if (typeof value !== 'function') return value;
-      if (prop !== 'saveFile') {
-        let b = bound.get(prop);
-        if (b?.value !== value) bound.set(prop, (b = { value, fn: (value as (...a: unknown[]) => unknown).bind(target) }));
-        return b.fn;
+      let b = bound.get(prop);
+      if (b?.value !== value) {
+        const fn = prop === 'saveFile' ? paced(value as (p: unknown, o: unknown) => unknown, target) : (value as (...a: unknown[]) => unknown).bind(target);
+        bound.set(prop, (b = { value, fn }));
       }
-      return (path: unknown, opts: { gate?: () => Promise<void> | undefined; onChunk?: (n: number) => void } = {}) => {
-        return (value as (p: unknown, o: unknown) => unknown).call(target, path, {
-          ...opts,
-          // Nothing to await (gate open, no limit or nothing owed): no promise.
-          gate: () => {
-            const open = opts.gate?.();
-            return open ? open.then(pay) : pay();
-          },
-          onChunk: (n: number) => {
-            owed += n;
-            opts.onChunk?.(n);
-          },
-        });
-      };
+      return b.fn;
     },
   });
 }

@@ -379,7 +379,8 @@ export class Repository {
   async saveFile(path: Buffer, opts: SaveFileOptions = {}): Promise<SaveFileResult> {
     this.ensureUsable();
     const content: string[] = [];
-    const owned = new Map<number, string>();
+    /** Chunks claimed and not stored yet: their seqs (a file has few chunks: a Map each was garbage). */
+    const owned: number[] = [];
     let bytesNew = 0;
     let bytesWritten = 0;
     let size = 0;
@@ -391,7 +392,7 @@ export class Repository {
       size += raw;
       const claimed = (need: boolean): boolean => {
         if (need) {
-          owned.set(seq, id);
+          owned.push(seq);
           bytesNew += raw;
         } else opts.onChunk?.(raw);
         return need;
@@ -414,9 +415,10 @@ export class Repository {
             })();
           },
           blob: (seq, sealed, raw, compressed) => {
-            const id = owned.get(seq);
-            if (id === undefined) throw new RepoError(`unexpected blob for chunk ${seq}`, 'NJ_REPO_WORKER');
-            owned.delete(seq);
+            const at = owned.indexOf(seq);
+            if (at < 0) throw new RepoError(`unexpected blob for chunk ${seq}`, 'NJ_REPO_WORKER');
+            owned.splice(at, 1);
+            const id = content[seq]!;
             bytesWritten += sealed.length;
             const written = this.addData(id, sealed, raw, compressed);
             if (!written) return opts.onChunk?.(raw);
@@ -428,7 +430,7 @@ export class Repository {
       );
       return { content, size, bytesRead: r.bytesRead, bytesNew, bytesWritten, changedWhileRead: r.changed, statAfter: r.after };
     } finally {
-      for (const id of owned.values()) this.unclaim(id);
+      for (const seq of owned) this.unclaim(content[seq]!);
     }
   }
 
