@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -173,6 +173,30 @@ describe('Repository round trip on a local store', () => {
     await assert.rejects(b.repo.findSnapshot('latest'), SnapshotNotFoundError);
     await a.repo.close();
     await b.repo.close();
+  });
+
+  it('init with startWorkers: its threads boot at once, and end with a failed init (a store that refuses the config)', async () => {
+    const threads = () => readdirSync('/proc/self/task').length;
+    const base = threads();
+    const store = new MemoryStore();
+    const write = store.write.bind(store);
+    store.write = async (name, data) => {
+      if (name === 'config') {
+        // The threads were started before the key was derived and written.
+        assert.ok(threads() >= base + 2, `chunk threads running while the objects are written (${threads()} vs ${base})`);
+        throw Object.assign(new Error('disk full'), { code: 'ENOSPC' });
+      }
+      return write(name, data);
+    };
+    await assert.rejects(Repository.init(store, PASS, { ...opts(), startWorkers: true }), /disk full/);
+    for (let i = 0; i < 100 && threads() > base; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(threads(), base, 'no chunk thread left behind');
+    // A store that takes it: the new repository stores a file with the threads it started.
+    const ok = await Repository.init(new MemoryStore(), PASS, { ...opts(), startWorkers: true });
+    await fsp.writeFile(path.join(src, 'early.txt'), textBytes(100_000));
+    const saved = await ok.saveFile(Buffer.from(path.join(src, 'early.txt')), {});
+    assert.equal(saved.size, 100_000);
+    await ok.close();
   });
 
   it('dedups: the same file twice adds no new blob bytes; compression is skipped for random data', async () => {
