@@ -28,6 +28,42 @@ describe('Chunker', () => {
     assert.equal(a.reduce((s, n) => s + n, 0), data.length);
   });
 
+  it('cuts where it always did: pinned lengths (dedup against a repository needs the same cuts in every version)', () => {
+    // Measured with the byte-at-a-time loop; the scan reads two bytes a turn since.
+    assert.deepEqual(chunker.chunkAll(data).slice(0, 12), [1138363, 511543, 641135, 1346889, 1134443, 1305482, 1114778, 1086398, 1322998, 1162420, 1117587, 1378579]);
+    const small = new Chunker(gearTable(Buffer.alloc(32, 9)), { minSize: 64, avgBits: 8, maxSize: 1024 });
+    const lens = small.chunkAll(prng(20_000, 3));
+    assert.equal(lens.length, 68);
+    assert.deepEqual(lens.slice(0, 20), [298, 368, 570, 587, 306, 309, 306, 128, 262, 330, 280, 282, 368, 272, 302, 277, 301, 285, 215, 381]);
+  });
+
+  it('finds the cuts of the gear hash taken one byte at a time, at every parity of start and end', () => {
+    // A plain reference of the definition (FastCDC, normalized level 2) on small sizes, so
+    // that odd and even offsets, the switch of masks and max-size cuts all occur often.
+    const params = { minSize: 16, avgBits: 6, maxSize: 256 };
+    const gear = gearTable(Buffer.alloc(32, 5));
+    const c = new Chunker(gear, params);
+    const maskS = (~0 << (32 - (params.avgBits + 2))) | 0;
+    const maskL = (~0 << (32 - (params.avgBits - 2))) | 0;
+    const reference = (buf: Uint8Array, start: number): number => {
+      const n = Math.min(buf.length - start, params.maxSize);
+      if (n <= params.minSize) return n;
+      let h = 0;
+      for (let i = params.minSize; i < n; i++) {
+        h = ((h << 1) + gear[buf[start + i]!]!) | 0;
+        if ((h & (i < 2 ** params.avgBits ? maskS : maskL)) === 0) return i + 1;
+      }
+      return n;
+    };
+    const bytes = prng(200_000, 4);
+    for (let start = 0; start < 4000; start += 3) {
+      for (const end of [bytes.length, start + 255, start + 256, start + 64, start + 65]) {
+        const slice = bytes.subarray(0, Math.min(end, bytes.length));
+        assert.equal(c.scan(slice, start, slice.length, true), reference(slice, start), `start ${start}, end ${end}`);
+      }
+    }
+  });
+
   it('respects min and max sizes and averages near 1 MiB', () => {
     const lens = chunker.chunkAll(data);
     for (const l of lens.slice(0, -1)) {
