@@ -604,17 +604,21 @@ class BackupRun {
    * gate says it is open, or there is none), without a promise. Throws as checkpointGate does.
    */
   private fileGate(): Promise<void> | undefined {
-    if (this.o.signal?.aborted) throw abortError(this.o.signal);
-    if (this.fatal) throw this.fatal;
-    if (!this.o.gate || (this.o.gateClosed?.('file') === false && !this.parked)) return undefined;
-    return this.checkpointGate();
+    if (this.o.gate && (this.o.gateClosed?.('file') !== false || this.parked)) return this.checkpointGate();
+    this.throwIfStopped();
+    return undefined;
   }
 
   private async checkpointGate(): Promise<void> {
-    if (this.o.signal?.aborted) throw abortError(this.o.signal);
-    if (this.fatal) throw this.fatal;
+    this.throwIfStopped();
     await this.awaitGate('file');
     if (this.o.signal?.aborted) throw abortError(this.o.signal);
+  }
+
+  /** Throws the abort reason or the run's fatal error, if there is one. */
+  private throwIfStopped(): void {
+    if (this.o.signal?.aborted) throw abortError(this.o.signal);
+    if (this.fatal) throw this.fatal;
   }
 
   /**

@@ -159,6 +159,32 @@ type Pending =
  * upload poisons the instance: later saves and flush reject with that error (blobs
  * already reported by saveFile may be lost), so the engine must not snapshot; reopen.
  */
+/** A key object (JSON) holding `keys`, sealed by a key scrypt derives from `passphrase`. */
+async function sealedKeyObject(passphrase: string, keys: MasterKeys, opts: RepoOptions): Promise<Buffer> {
+  const kdf = opts.kdf ?? DEFAULT_KDF;
+  const salt = randomBytes(32);
+  const derived = await deriveKey(passphrase, salt, kdf);
+  const secret = Buffer.from(
+    JSON.stringify({
+      encKey: keys.encKey.toString('base64'),
+      idKey: keys.idKey.toString('base64'),
+      chunkerSeed: keys.chunkerSeed.toString('base64'),
+    }),
+  );
+  const keyObj: KeyObject = {
+    version: 1,
+    kdf: 'scrypt',
+    N: kdf.N,
+    r: kdf.r,
+    p: kdf.p,
+    salt: salt.toString('base64'),
+    created: opts.clock.now().toISOString(),
+    host: opts.hostname ?? hostname(),
+    data: seal(derived, secret, KEY_AAD).toString('base64'),
+  };
+  return Buffer.from(JSON.stringify(keyObj, null, 1));
+}
+
 export class Repository {
   /** Repository id (hex, from `config`); the file cache keys on it. */
   readonly id: string;
@@ -212,38 +238,13 @@ export class Repository {
     // scrypt derives the key object's key and the objects are written.
     if (opts.startWorkers) repo.workerPool().start(Infinity);
     try {
-      const kdf = opts.kdf ?? DEFAULT_KDF;
-      const salt = randomBytes(32);
-      const derived = await deriveKey(passphrase, salt, kdf);
-      const secret = Buffer.from(
-        JSON.stringify({
-          encKey: keys.encKey.toString('base64'),
-          idKey: keys.idKey.toString('base64'),
-          chunkerSeed: keys.chunkerSeed.toString('base64'),
-        }),
-      );
-      const keyObj: KeyObject = {
-        version: 1,
-        kdf: 'scrypt',
-        N: kdf.N,
-        r: kdf.r,
-        p: kdf.p,
-        salt: salt.toString('base64'),
-        created: opts.clock.now().toISOString(),
-        host: opts.hostname ?? hostname(),
-        data: seal(derived, secret, KEY_AAD).toString('base64'),
-      };
-      const keyBytes = Buffer.from(JSON.stringify(keyObj, null, 1));
+      const keyBytes = await sealedKeyObject(passphrase, keys, opts);
       await store.write(`keys/${sha256Hex(keyBytes)}`, keyBytes);
-      try {
-        await store.write('config', seal(keys.encKey, Buffer.from(JSON.stringify(config)), Buffer.from('config')));
-      } catch (err) {
-        if (err instanceof ObjectExistsError) throw new RepoExistsError(store.location);
-        throw err;
-      }
+      await store.write('config', seal(keys.encKey, Buffer.from(JSON.stringify(config)), Buffer.from('config')));
     } catch (err) {
       await repo.close().catch(() => {});
-      throw err;
+      // The config is written last: another init got there first.
+      throw err instanceof ObjectExistsError ? new RepoExistsError(store.location) : err;
     }
     await opts.keyCache?.save(keys).catch(() => {});
     return repo;
