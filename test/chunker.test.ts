@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { Chunker, DEFAULT_CHUNKER, gearTable } from '../src/repo/chunker.js';
+import { Chunker, DEFAULT_CHUNKER, gearTable, primeChunker } from '../src/repo/chunker.js';
 
 /** Deterministic pseudo-random bytes. */
 function prng(n: number, seed: number): Buffer {
@@ -118,26 +118,18 @@ describe('Chunker', () => {
     const input = Buffer.concat([data.subarray(0, 12 * 1024 * 1024), Buffer.alloc(9 * 1024 * 1024), data.subarray(0, 1000)]);
     const whole = chunker.chunkAll(input);
     for (const piece of [1, 4096, 100_000, 256 * 1024, 3 * 1024 * 1024]) {
-      const lens: number[] = [];
-      let start = 0;
-      let end = 0;
-      let seen = 0;
-      while (start < input.length) {
-        const n = chunker.scan(input, start, end, end === input.length, seen);
-        if (n > 0) {
-          lens.push(n);
-          start += n;
-          end = Math.max(end, start); // the bytes read past the cut begin the next chunk
-          seen = 0;
-        } else {
-          seen = end - start;
-          end = Math.min(input.length, end + piece);
-        }
-      }
-      assert.deepEqual(lens, whole, `pieces of ${piece}`);
+      assert.deepEqual(chunker.chunkPieces(input, piece), whole, `pieces of ${piece}`);
     }
     assert.equal(chunker.scan(input, 0, DEFAULT_CHUNKER.minSize, false), 0, 'not the end of the file: more is needed');
     assert.equal(chunker.scan(input, 0, 100, true), 100, 'at the end of the file, what is left is one chunk');
+  });
+
+  it('primes its scan on tiny chunks, fed whole and in pieces, with the same cuts', () => {
+    const { whole, byPiece } = primeChunker(gearTable(seed));
+    assert.equal(whole.reduce((s, n) => s + n, 0), 16 * 1024);
+    assert.equal(Math.max(...whole), 21, 'some cut at the largest size (21 bytes), none after it');
+    assert.ok(whole.some((n) => n < 16), 'some cut before the average');
+    for (const lens of byPiece) assert.deepEqual(lens, whole);
   });
 
   it('measures throughput (reported, not asserted)', () => {

@@ -46,7 +46,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Chunker, type ChunkerParams } from './chunker.js';
+import { Chunker, primeChunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
 import { ByteRing, type RingBlock } from './byte-ring.js';
 import { blobId, NONCE_LEN, SEAL_OVERHEAD, sealInto } from './crypto.js';
@@ -67,6 +67,7 @@ const init = workerData as Init;
 const encKey = Buffer.from(init.encKey);
 const idKey = Buffer.from(init.idKey);
 const chunker = new Chunker(init.gear, init.params);
+primeChunker(init.gear);
 const PENDING_BYTES = init.pendingBytes;
 /**
  * Bytes read at once. A chunk is read into its ring block piece by piece until its cut is

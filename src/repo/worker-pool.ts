@@ -268,7 +268,13 @@ export class WorkerPool {
       resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: this.opts.heapMb },
     });
     const pw: PoolWorker = { worker, ring: Buffer.from(ring), jobs: new Set(), reading: 0, bytes: 0, answers: [], freed: [], repliesScheduled: false, lists: 0, listQueue: [] };
-    worker.on('message', (m: OutMessage | ListedMessage | HashedMessage) => this.onMessage(pw, m));
+    // Sorted here, so that the item handler's optimized code is not thrown away when a
+    // listing (another message shape) comes between two batches of items.
+    worker.on('message', (m: OutMessage | ListedMessage | HashedMessage) => {
+      if (m.t === 'out') this.onItems(pw, m.items);
+      else if (m.t === 'listed') this.onListed(m);
+      else this.onHashed(m);
+    });
     const die = (err: unknown) => {
       const i = this.workers.indexOf(pw);
       if (i >= 0) this.workers.splice(i, 1);
@@ -418,10 +424,8 @@ export class WorkerPool {
     req.resolve({ entries: out, digest: digest ? Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength) : null });
   }
 
-  private onMessage(pw: PoolWorker, m: OutMessage | ListedMessage | HashedMessage): void {
-    if (m.t === 'listed') return this.onListed(m);
-    if (m.t === 'hashed') return this.onHashed(m);
-    for (const it of m.items) {
+  private onItems(pw: PoolWorker, items: OutItem[]): void {
+    for (const it of items) {
       const job = this.jobs.get(it[1]);
       if (!job || job.finished) {
         if (it[0] === 'b') this.free(pw, it[3]);
