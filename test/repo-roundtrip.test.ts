@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { promises as fsp, readdirSync, readFileSync } from 'node:fs';
+import { getPriority, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WrongPassphraseError, RepoNotFoundError, RepoExistsError, SnapshotNotFoundError } from '../src/repo/errors.js';
@@ -197,6 +197,21 @@ describe('Repository round trip on a local store', () => {
     const saved = await ok.saveFile(Buffer.from(path.join(src, 'early.txt')), {});
     assert.equal(saved.size, 100_000);
     await ok.close();
+  });
+
+  it('chunk threads run 10 nice steps below the process (Linux), the main thread as it was', { skip: process.platform !== 'linux' }, async () => {
+    const nice = (tid: string): number => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    const base = getPriority();
+    const repo = await Repository.init(new MemoryStore(), PASS, { ...opts(), startWorkers: true });
+    await fsp.writeFile(path.join(src, 'nice.txt'), textBytes(10_000));
+    await repo.saveFile(Buffer.from(path.join(src, 'nice.txt')), {}); // both threads are up
+    const values = readdirSync('/proc/self/task').map(nice);
+    await repo.close();
+    assert.equal(nice(String(process.pid)), base, 'the main thread keeps its priority');
+    assert.equal(values.filter((v) => v === Math.min(19, base + 10)).length, 2, `two chunk threads nicer (${values.join(' ')})`);
   });
 
   it('dedups: the same file twice adds no new blob bytes; compression is skipped for random data', async () => {

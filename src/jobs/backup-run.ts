@@ -119,8 +119,9 @@ export interface BackupRunOptions {
    */
   readonly onCheckpoint?: (stats: RunStats, info?: { parked: boolean }) => Promise<void> | void;
   /**
-   * Files saved at once (default 128: small files travel to the workers in batches, so many
-   * must be in flight; each holds its walk entry, job and handlers on the main thread).
+   * Files saved at once (default 256: small files travel to the workers in batches, so many
+   * must be in flight, enough to keep both threads' queues full while the main thread is
+   * busy elsewhere; each holds its walk entry, job and handlers on the main thread).
    */
   readonly fileConcurrency?: number;
   /** Directories never descended into (the repository's own directory, …). */
@@ -493,7 +494,7 @@ class BackupRun {
       skipDirs: [],
       ...(o.repo.listDir ? { lister: (p: Buffer) => o.repo.listDir!(p) } : {}),
     });
-    this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 128));
+    this.limiter = new Limiter(Math.max(1, o.fileConcurrency ?? 256));
     this.saveGate = o.gate ? () => this.chunkGate() : undefined;
     const cache = o.fileCache;
     this.rows = new RowLoader(

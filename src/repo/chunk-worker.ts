@@ -45,6 +45,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, opendirSync, openSync, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, primeChunker, type ChunkerParams } from './chunker.js';
 import { maybeCompressSync, type ContentCompression } from './compress.js';
@@ -79,6 +80,9 @@ const READ_PIECE = 256 * 1024;
 /** Work done between two looks at the message queue (answers free memory, cancels stop work). */
 const SLICE_BYTES = 2 * 1024 * 1024;
 const SLICE_FILES = 64;
+/** How much nicer than the process a chunk thread runs (see lowerThreadPriority). */
+const NICE_DELTA = 10;
+lowerThreadPriority();
 const port = parentPort!;
 
 /** Compression and encryption make a new buffer per chunk, dropped a moment later. */
@@ -128,6 +132,25 @@ const sealed = new Map<number, RingBlock>();
 /** The ring had no room for the next chunk: reading waits for answers. */
 let ringFull = false;
 let scheduled = false;
+
+/**
+ * Runs this thread NICE_DELTA steps nicer than the process. The main thread answers the
+ * chunk threads (is a chunk new?), hands them files and frees their rings; with two chunk
+ * threads busy on two cores it often waited for a core, and they for it: each sat idle
+ * ~1 s of a 3 s small first backup, half of that with no files handed over. Nicer, they
+ * yield the core whenever the main thread has work (idle ~0.5 s each; −3% wall in
+ * interleaved runs), and a backup's heaviest threads yield to the owner's other programs
+ * too. Linux only: there a thread has its own nice value (setpriority on thread 0 is the
+ * calling thread); elsewhere it would renice the whole process.
+ */
+function lowerThreadPriority(): void {
+  if (process.platform !== 'linux') return;
+  try {
+    setPriority(Math.min(19, getPriority() + NICE_DELTA));
+  } catch {
+    // not allowed here (a sandbox): the thread keeps the process's priority
+  }
+}
 
 // ---------------------------------------------------------------- outbox
 
