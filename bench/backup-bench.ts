@@ -3,9 +3,11 @@
  * `npm run bench -- --profile large`, `-- --rounds N`). Not a test: it prints figures and
  * ratios.
  *
- * Steps, each timed for both tools (wall clock of the CLI process, key derivation and
- * start-up included; `bin/nightjar.js` run as the `nightjar` command is, with the node flag
- * its first lines give) with peak RSS from `/usr/bin/time -v`: first backup (into a new
+ * Steps, each timed for both tools (wall clock of the CLI process, start-up included;
+ * `bin/nightjar.js` run as the `nightjar` command is, with the node flag its first lines
+ * give; the repositories are created untimed, restic's by `restic init`, Nightjar's by
+ * `create-node`; restic derives its key in every command, Nightjar reads it from the
+ * node's key cache) with peak RSS from `/usr/bin/time -v`: first backup (into a new
  * repository each round), re-run with nothing changed, re-run after
  * `mutate-dataset.mjs DIR 1 ROUND` (another 1% each round), full restore of the latest
  * snapshot into a fresh directory. Each step runs `--rounds` times (default 3), the tools

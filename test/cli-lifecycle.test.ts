@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { appendFile, copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runAsCommand, runCli, startCli, tempDir } from './helpers/cli.js';
@@ -73,6 +73,23 @@ describe('create-node', () => {
     assert.ok(token.trim().length >= 40, 'token is long and random');
     assert.equal((await stat(join(dir, 'private', 'api_auth_token'))).mode & 0o777, 0o600);
     assert.ok((await readFile(join(dir, 'private', 'passphrase'), 'utf8')).trim().length >= 40);
+    // The embedded repository exists at once (as after restic init), its key cached in private/.
+    assert.match(r.stdout, /created repository .*repository/);
+    assert.ok(existsSync(join(dir, 'repository', 'config')));
+    assert.ok((await readdir(join(dir, 'private'))).some((f) => f.startsWith('passphrase.keys-')), 'key cache written');
+    const snaps = await runCli(['snapshots', '--json', '-d', dir]);
+    assert.equal(snaps.code, 0, snaps.stderr);
+    assert.deepEqual(JSON.parse(snaps.stdout), []);
+  });
+
+  test('a local repository that cannot be created yet: the node is created, with a warning', async () => {
+    const dir = join(root, 'repo-blocked');
+    await mkdir(dir);
+    await writeFile(join(dir, 'repository'), 'a file where the repository directory goes\n');
+    const r = await runCli(['create-node', dir]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /local repository is not created yet \(the first run will\)/);
+    assert.ok(existsSync(join(dir, 'node.cfg')));
   });
 
   test('refuses to overwrite an existing node and leaves it unchanged', async () => {
@@ -95,6 +112,7 @@ describe('start', () => {
     await node.waitFor(/created one/);
     await node.waitFor(/started in/);
     assert.ok(existsSync(join(dir, 'nightjar.pid')));
+    assert.ok(existsSync(join(dir, 'repository', 'config')), 'its local repository created with it');
     const link = (await node.waitFor(/open the status page: \S+/)).split(': ')[1]!;
     const token = (await readFile(join(dir, 'private', 'api_auth_token'), 'utf8')).trim();
     const login = await fetch(link, { redirect: 'manual' });

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import type { Clock } from './clock.js';
 import type { NodeDirLayout } from './node-dir.js';
 
 /** The reference config shipped with the package; create-node copies it. */
@@ -46,6 +47,20 @@ export async function createNode(layout: NodeDirLayout, sources: readonly string
   // 'wx': if another create-node raced us, fail rather than overwrite its config.
   await writeFile(layout.configFile, text, { flag: 'wx', mode: 0o644 });
   return { jobs };
+}
+
+/**
+ * Creates the embedded `local` repository of a new node, as `restic init` would: a
+ * problem with its directory shows at once, its key is derived once and cached in
+ * private/, and the first backup only opens it. Returns its location, or null when
+ * node.cfg names no `local` target.
+ */
+export async function createLocalRepository(layout: NodeDirLayout, clock: Clock): Promise<string | null> {
+  const [{ loadConfig }, { withTarget }] = await Promise.all([import('./config/config.js'), import('./open-target.js')]);
+  const target = (await loadConfig(layout.configFile, layout.root)).targets.local;
+  if (!target) return null;
+  await withTarget(target, { clock }, async () => {});
+  return target.location;
 }
 
 async function writeSecret(file: string, value: string): Promise<void> {

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { CliExit, EXIT, type CliEnv } from '../cli-env.js';
 import type { RunningNode } from '../daemon.js';
 import { nodeDirLayout } from '../node-dir.js';
+import { createLocalRepositoryReported } from './create-node.js';
 import { nodeDirOption } from './options.js';
 
 /** A stop that takes longer than this is cut short (systemd's default is 90 s; we promise 10). */
@@ -24,6 +25,7 @@ export function registerStart(program: Command, env: CliEnv): void {
       if (!existsSync(layout.configFile)) {
         await createNode(layout, []);
         env.stdout.write(`no node in ${layout.root} yet: created one (edit ${layout.configFile} to add backup jobs)\n`);
+        await createLocalRepositoryReported(layout, env);
       }
       // Signal handlers go in first: a SIGTERM that arrives while the node is still
       // starting must stop it cleanly once it is up, not kill it half-started.
