@@ -4,6 +4,7 @@ import { promises as fsp, readdirSync, readFileSync } from 'node:fs';
 import { getPriority, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { blobId } from '../src/repo/crypto.js';
 import { WrongPassphraseError, RepoNotFoundError, RepoExistsError, SnapshotNotFoundError } from '../src/repo/errors.js';
 import { Repository, type RepoOptions, type SnapshotCache } from '../src/repo/repository.js';
 import type { Tree, TreeEntry } from '../src/repo/types.js';
@@ -218,6 +219,46 @@ describe('Repository round trip on a local store', () => {
     await repo.close();
     assert.equal(nice(String(process.pid)), base, 'the main thread keeps its priority');
     assert.equal(values.filter((v) => v === target).length, 2, `two chunk threads nicer (${values.join(' ')})`);
+  });
+
+  it('a chunk waiting for another file\'s reservation when its own file ends claims nothing (no blob left reserved for nobody)', async () => {
+    const repo = await Repository.init(new MemoryStore(), PASS, opts());
+    const file = Buffer.from(path.join(src, 'waits.txt'));
+    const data = textBytes(50_000); // one chunk: its id is the whole file's
+    await fsp.writeFile(file.toString(), data);
+    const internals = repo as unknown as { claim(id: string): boolean | Promise<boolean>; unclaim(id: string): void };
+    const id = blobId(repo.masterKeys.idKey, data);
+    assert.equal(internals.claim(id), true, 'the test holds the reservation, as a file storing it would');
+    const claim = internals.claim.bind(repo);
+    let waiting!: () => void;
+    const waited = new Promise<void>((r) => (waiting = r));
+    internals.claim = (x) => {
+      const r = claim(x);
+      if (typeof r !== 'boolean') waiting();
+      return r;
+    };
+    const ac = new AbortController();
+    const saving = repo.saveFile(file, { signal: ac.signal });
+    await waited;
+    ac.abort(new Error('stopped'));
+    await assert.rejects(saving, /stopped/);
+    // The holder gives up: the waiting claim goes on, for a file that has ended.
+    internals.unclaim(id);
+    await new Promise((r) => setTimeout(r, 50));
+    internals.claim = claim;
+    let timer: NodeJS.Timeout | undefined;
+    const next = new AbortController();
+    try {
+      const again = await Promise.race([
+        repo.saveFile(file, { signal: next.signal }),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the next file waits for a reservation nobody holds')), 5000))),
+      ]);
+      assert.equal(again.bytesNew, data.length, 'the next file with that content stores it');
+    } finally {
+      clearTimeout(timer);
+      next.abort(); // a file still waiting (the defect) must not keep the test alive
+      await repo.close();
+    }
   });
 
   it('dedups: the same file twice adds no new blob bytes; compression is skipped for random data', async () => {

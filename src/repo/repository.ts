@@ -385,13 +385,25 @@ export class Repository {
     let bytesNew = 0;
     let bytesWritten = 0;
     let size = 0;
+    /**
+     * The file has ended (stored, failed or stopped) and its claims are dropped: a chunk
+     * handler still waiting (for the gate, upload room or another file's reservation)
+     * claims nothing more; a claim made after that would stay reserved for nobody, and
+     * every later file with that blob would wait for it forever.
+     */
+    let ended = false;
     // A chunk is taken once the gate is open and the uploads have room (else after both).
     const take = (seq: number, id: string, raw: number): boolean | Promise<boolean> => {
+      if (ended) return false;
       opts.signal?.throwIfAborted();
       this.ensureUsable();
       content[seq] = id;
       size += raw;
       const claimed = (need: boolean): boolean => {
+        if (ended) {
+          if (need) this.unclaim(id);
+          return false;
+        }
         if (need) {
           owned.push(seq);
           bytesNew += raw;
@@ -431,6 +443,7 @@ export class Repository {
       );
       return { content, size, bytesRead: r.bytesRead, bytesNew, bytesWritten, changedWhileRead: r.changed, statAfter: r.after };
     } finally {
+      ended = true;
       for (const seq of owned) this.unclaim(content[seq]!);
     }
   }
