@@ -84,7 +84,8 @@ describe('Repository round trip on a local store', () => {
     const snap = await repo.saveSnapshot({ tree: treeId, host: 'h', job: 'j', target: 't:x', source: src, tags: ['a'], stats: { files: 4 } });
     await repo.close();
 
-    const again = await Repository.open(new LocalStore(path.join(dir, 'repo')), PASS, opts());
+    const againStore = new LocalStore(path.join(dir, 'repo'));
+    const again = await Repository.open(againStore, PASS, opts());
     assert.equal(again.id, repo.id);
     const latest = await again.findSnapshot('latest');
     assert.equal(latest.id, snap.id);
@@ -112,6 +113,7 @@ describe('Repository round trip on a local store', () => {
     assert.ok(report.ok);
     assert.deepEqual(report.unreferencedPacks, []);
     await again.close();
+    await againStore.close(); // its range-read handles (the caller closes the store, as openTarget's callers do)
   });
 
   it('lists snapshots through the snapshot cache: only new objects are read, pruned ones leave it, a bad entry is read again', async () => {
