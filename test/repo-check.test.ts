@@ -69,8 +69,10 @@ describe('Repository check', () => {
     await fsp.chmod(file, 0o644);
     await fsp.writeFile(file, bytes);
     await repo.close();
+    await store.close(); // the caller closes the store (its range-read handles), as openTarget's callers do
 
-    const again = await Repository.open(new LocalStore(store.root), PASS, opts());
+    const againStore = new LocalStore(store.root);
+    const again = await Repository.open(againStore, PASS, opts());
     const report = await again.check({ readData: true });
     assert.equal(report.ok, false);
     const p = report.problems.find((x) => x.object === obj);
@@ -80,6 +82,7 @@ describe('Repository check', () => {
     // Reading the damaged blob fails loudly.
     await assert.rejects(again.readBlob(res['a.bin']![0]!), /integrity check failed/);
     await again.close();
+    await againStore.close();
   });
 
   it('a deleted pack: check names it as missing with the dependent paths', async () => {
