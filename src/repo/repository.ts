@@ -150,15 +150,6 @@ type Pending =
   | { state: 'reserved'; done: Promise<boolean>; settle: (stored: boolean) => void }
   | { state: 'stored'; read: () => Promise<Buffer>; rawLength: number; compressed: boolean };
 
-/**
- * A Nightjar repository on a Store (format in docs/FORMAT.md). One instance per open
- * repository; several instances (jobs, nodes) may write into one store at once.
- *
- * Concurrency: saveFile/saveTree may run concurrently; flush waits for every blob
- * whose saveFile/saveTree resolved before flush was called. A failed pack or index
- * upload poisons the instance: later saves and flush reject with that error (blobs
- * already reported by saveFile may be lost), so the engine must not snapshot; reopen.
- */
 /** A key object (JSON) holding `keys`, sealed by a key scrypt derives from `passphrase`. */
 async function sealedKeyObject(passphrase: string, keys: MasterKeys, opts: RepoOptions): Promise<Buffer> {
   const kdf = opts.kdf ?? DEFAULT_KDF;
@@ -185,6 +176,15 @@ async function sealedKeyObject(passphrase: string, keys: MasterKeys, opts: RepoO
   return Buffer.from(JSON.stringify(keyObj, null, 1));
 }
 
+/**
+ * A Nightjar repository on a Store (format in docs/FORMAT.md). One instance per open
+ * repository; several instances (jobs, nodes) may write into one store at once.
+ *
+ * Concurrency: saveFile/saveTree may run concurrently; flush waits for every blob
+ * whose saveFile/saveTree resolved before flush was called. A failed pack or index
+ * upload poisons the instance: later saves and flush reject with that error (blobs
+ * already reported by saveFile may be lost), so the engine must not snapshot; reopen.
+ */
 export class Repository {
   /** Repository id (hex, from `config`); the file cache keys on it. */
   readonly id: string;
